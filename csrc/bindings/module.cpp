@@ -1,0 +1,17 @@
+// The unigemma._core extension: one init_<area>(m) per area, exceptions registered first.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void init_errors(py::module_& m);
+void init_gguf(py::module_& m);
+void init_quant(py::module_& m);
+void init_info(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "unigemma C++ core";
+    init_errors(m);
+    init_gguf(m);
+    init_quant(m);
+    init_info(m);
+}

@@ -1,0 +1,30 @@
+// Error types shared by every layer. C++ code reachable from Python throws these (never
+// abort/exit); bindings/init_errors.cpp maps each to a Python exception class.
+// Messages start with the op or area in brackets, MLX-style: "[gguf] tensor 'x': ...".
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace unigemma {
+
+struct Error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+// Malformed or inconsistent GGUF file (format or model schema).
+struct GGUFError : Error {
+    using Error::Error;
+};
+// Valid file, but the model cannot be built from it (unsupported feature, bad config).
+struct ModelError : Error {
+    using Error::Error;
+};
+// Bad argument or input data from the caller.
+struct InputError : Error {
+    using Error::Error;
+};
+// Prompt or batch longer than the context can hold.
+struct ContextOverflowError : InputError {
+    using InputError::InputError;
+};
+
+}  // namespace unigemma
