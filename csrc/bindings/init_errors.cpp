@@ -3,6 +3,8 @@
 //   InputError > ContextOverflowError
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+
 #include "common/error.h"
 
 namespace py = pybind11;
@@ -21,19 +23,25 @@ void init_errors(py::module_& m) {
     static py::handle input = make("InputError", py::make_tuple(base, py::handle(PyExc_ValueError)));
     static py::handle overflow = make("ContextOverflowError", py::make_tuple(input));
 
+    // Messages may quote bytes from a malformed file: decode with replacement, never fail.
+    static auto set = [](py::handle cls, const char* what) {
+        PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "replace");
+        PyErr_SetObject(cls.ptr(), msg);
+        Py_XDECREF(msg);
+    };
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const unigemma::ContextOverflowError& e) {
-            PyErr_SetString(overflow.ptr(), e.what());
+            set(overflow, e.what());
         } catch (const unigemma::InputError& e) {
-            PyErr_SetString(input.ptr(), e.what());
+            set(input, e.what());
         } catch (const unigemma::GGUFError& e) {
-            PyErr_SetString(gguf.ptr(), e.what());
+            set(gguf, e.what());
         } catch (const unigemma::ModelError& e) {
-            PyErr_SetString(model.ptr(), e.what());
+            set(model, e.what());
         } catch (const unigemma::Error& e) {
-            PyErr_SetString(base.ptr(), e.what());
+            set(base, e.what());
         }
     });
 }

@@ -34,6 +34,20 @@ size_t scalar_size(ValueType t) {
     }
 }
 
+// Keys and tensor names become Python str: reject byte strings that are not UTF-8.
+bool valid_utf8(std::string_view s) {
+    size_t i = 0, n = s.size();
+    while (i < n) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (len == 0 || i + len > n) return false;
+        for (size_t k = 1; k < len; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+        i += len;
+    }
+    return true;
+}
+
 bool value_type_valid(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::FLOAT64); }
 
 // Bounds-checked little-endian reader over one mapped part.
@@ -224,6 +238,7 @@ void GGUFFile::parse_part(uint32_t part_index, bool is_first) {
         std::string key_s(key);
         if (key.empty()) fail("metadata key #" + std::to_string(k) + " is empty");
         if (key.size() > kMaxNameLen) fail("metadata key #" + std::to_string(k) + " is longer than 65535 bytes");
+        if (!valid_utf8(key)) fail("metadata key #" + std::to_string(k) + " is not valid UTF-8");
         if (part_kv.count(key_s)) fail("duplicate metadata key '" + key_s + "'");
         uint32_t t = c.read<uint32_t>("key '" + key_s + "' (value type)");
         if (!value_type_valid(t)) fail("key '" + key_s + "': unknown value type " + std::to_string(t));
@@ -255,6 +270,7 @@ void GGUFFile::parse_part(uint32_t part_index, bool is_first) {
     for (uint64_t k = 0; k < n_tensors; ++k) {
         TensorInfo ti;
         ti.name = std::string(c.str("tensor #" + std::to_string(k) + " name"));
+        if (!valid_utf8(ti.name)) fail("tensor #" + std::to_string(k) + " name is not valid UTF-8");
         const std::string what = "tensor '" + ti.name + "'";
         if (ti.name.empty()) fail("tensor #" + std::to_string(k) + " has an empty name");
         if (ti.name.size() > kMaxNameLen) fail("tensor #" + std::to_string(k) + " name is longer than 65535 bytes");

@@ -160,26 +160,39 @@ namespace {
 
 constexpr float kFp16Max = 65504.0f;
 
-inline int nearest_int(float v) { return static_cast<int>(std::lrintf(v)); }
+// v clamped to [lo, hi] (integer bounds) and rounded to nearest, ties to even, as a float;
+// NaN gives lo. Branch-free (min/max, then the 1.5 * 2^23 add/subtract that leaves a float32
+// rounded to an integer) so the loops over a sub-block vectorize.
+inline float round_clamp(float v, float lo, float hi) {
+    constexpr float kMagic = 12582912.0f;
+    v = std::max(lo, v);  // (lo < v) ? v : lo
+    v = std::min(hi, v);  // (v < hi) ? v : hi
+    return (v + kMagic) - kMagic;
+}
 
-inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+inline int round_clamp_int(float v, int lo, int hi) {
+    return static_cast<int>(round_clamp(v, static_cast<float>(lo), static_cast<float>(hi)));
+}
 
-// Rounds a positive real-domain super-block scale to fp16, saturating instead of reaching
-// inf (a value too large for fp16 then saturates the block instead of turning into inf/NaN).
+// Sum of 8 lane accumulators in a fixed order (results do not depend on the compiler).
+inline float hsum8(const float* a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
+// Rounds a positive real-domain super-block scale to fp16, saturating at the largest finite
+// fp16 (a block too large for the format saturates instead of decoding to inf/NaN).
 inline uint16_t scale_to_fp16(float v) {
     if (!(v > 0.0f)) return 0;
     return fp32_to_fp16(std::min(v, kFp16Max));
 }
 
-// Common per-super-block preparation: finiteness check, power-of-two normalisation and the
-// error weights. Returns false for an all-zero block.
+// Per-super-block preparation: finiteness check, power-of-two normalisation, error weights.
 struct Prepared {
-    float xn[kQKK];  // x * norm, |xn| < 2
+    float xn[kQKK];  // x * norm, 1 <= max|xn| < 2
     float w[kQKK];   // error weights
     float norm;      // 2^-e
     float denorm;    // 2^e
 };
 
+// Returns false when the block is stored as all zeros.
 bool prepare(const float* x, int64_t block_index, const char* type, Prepared& p) {
     float amax = 0.0f;
     for (int i = 0; i < kQKK; ++i) {
@@ -188,16 +201,16 @@ bool prepare(const float* x, int64_t block_index, const char* type, Prepared& p)
                              std::to_string(block_index * kQKK + i) + " of a row");
         amax = std::max(amax, std::fabs(x[i]));
     }
-    // The smallest non-zero magnitude any of these formats can store is 2^-24 (fp16 scale
-    // 2^-24 times code 1 times level 1), so a block this small is best stored as zeros; the
-    // cut also keeps norm = 2^-e finite below.
+    // The smallest non-zero magnitude these formats can store is 2^-24 (fp16 scale 2^-24
+    // times code 1 times level 1), so a block this small is best stored as zeros; the cut
+    // also keeps norm = 2^-e finite.
     if (amax < 0x1p-30f) return false;
     const int e = std::ilogb(amax);  // -30 .. 127
     p.norm = std::ldexp(1.0f, -e);   // exact (2^-127 is a float subnormal, still exact)
     p.denorm = std::ldexp(1.0f, e);
     float sumsq = 0.0f;
     for (int i = 0; i < kQKK; ++i) {
-        p.xn[i] = std::ldexp(x[i], -e);
+        p.xn[i] = x[i] * p.norm;  // exact: power-of-two scaling with a normal result
         sumsq += p.xn[i] * p.xn[i];
     }
     const float rms = std::sqrt(sumsq / kQKK);
@@ -206,106 +219,107 @@ bool prepare(const float* x, int64_t block_index, const char* type, Prepared& p)
 }
 
 // ---------------------------------------------------------------- affine (Q4_K / Q5_K)
+// Sub-blocks of 32: x ~ a*L - m, L in [0, nmax], a >= 0, m >= 0.
 
-// Closed-form weighted least squares for x ~ a*L - m with a > 0, m >= 0.
-bool lsq_affine(const float* x, const float* w, const uint8_t* L, int n, float* a, float* m) {
-    double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0;
-    for (int i = 0; i < n; ++i) {
-        const double wi = w[i], li = L[i];
-        sw += wi;
-        sl += wi * li;
-        sll += wi * li * li;
-        sx += wi * x[i];
-        slx += wi * li * x[i];
-    }
-    if (sll <= 0) return false;
+constexpr int kSubA = 32;
+
+inline void affine_levels(const float* x, float nmax, float ia, float m, float* L) {
+    for (int i = 0; i < kSubA; ++i) L[i] = round_clamp((x[i] + m) * ia, 0.0f, nmax);
+}
+
+struct AffineSums {
+    float sw, sx, sxx;  // sum w, sum w x, sum w x^2 of the sub-block
+};
+
+// Closed-form weighted least squares for x ~ a*L - m with a > 0 and m >= 0 (a positive
+// offset is not representable: then m = 0 and a alone is fit). Returns the weighted squared
+// error of the fit (from the normal equations), or INFINITY when the levels are degenerate.
+float lsq_affine(const float* x, const float* w, const float* L, const AffineSums& s, float* a, float* m) {
+    float vl[8] = {}, vll[8] = {}, vlx[8] = {};
+    for (int i = 0; i < kSubA; i += 8)
+        for (int k = 0; k < 8; ++k) {
+            const float wl = w[i + k] * L[i + k];
+            vl[k] += wl;
+            vll[k] += wl * L[i + k];
+            vlx[k] += wl * x[i + k];
+        }
+    const double sl = hsum8(vl), sll = hsum8(vll), slx = hsum8(vlx);
+    const double sw = s.sw, sx = s.sx;
+    if (!(sll > 0)) return INFINITY;
     const double det = sw * sll - sl * sl;
-    double A, B;  // x ~ A*L + B
-    if (det > 1e-12 * sw * sll) {
+    double A = 0, B = 0;  // x ~ A*L + B
+    const bool full = det > 1e-6 * sw * sll;
+    if (full) {
         A = (sw * slx - sl * sx) / det;
         B = (sll * sx - sl * slx) / det;
-    } else {
+    }
+    if (!full || B > 0) {
         A = slx / sll;
         B = 0;
     }
-    if (B > 0) {  // a positive offset is not representable: fit the scale alone
-        B = 0;
-        A = slx / sll;
-    }
-    if (!(A > 0)) return false;
+    if (!(A > 0)) return INFINITY;
     *a = static_cast<float>(A);
     *m = static_cast<float>(-B);
-    return true;
-}
-
-float affine_error(const float* x, const float* w, const uint8_t* L, int n, float a, float m) {
-    float err = 0;
-    for (int i = 0; i < n; ++i) {
-        const float diff = a * L[i] - m - x[i];
-        err += w[i] * diff * diff;
-    }
-    return err;
-}
-
-void affine_levels(const float* x, int n, int nmax, float a, float m, uint8_t* L) {
-    const float ia = 1.0f / a;
-    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(clampi(nearest_int((x[i] + m) * ia), 0, nmax));
+    // Residual of a least-squares fit: sum w x^2 - A sum w L x - B sum w x (also right for
+    // the B = 0 fit, whose normal equation is A sum w L^2 = sum w L x).
+    return static_cast<float>(std::max(s.sxx - A * slx - B * sx, 0.0));
 }
 
 // Stage A for one sub-block: continuous scale a >= 0 and min m >= 0.
-void fit_affine(const float* x, const float* w, int n, int nmax, float* a_out, float* m_out) {
+void fit_affine(const float* x, const float* w, int nmax, float* a_out, float* m_out) {
     float lo = x[0], hi = x[0];
-    for (int i = 1; i < n; ++i) {
+    AffineSums s{0, 0, 0};
+    for (int i = 0; i < kSubA; ++i) {
         lo = std::min(lo, x[i]);
         hi = std::max(hi, x[i]);
+        s.sw += w[i];
+        s.sx += w[i] * x[i];
+        s.sxx += w[i] * x[i] * x[i];
     }
     if (lo > 0) lo = 0;
-    if (!(hi > lo)) {  // constant non-positive sub-block
-        *a_out = 0;
-        *m_out = -lo;
-        return;
-    }
-    uint8_t L[32], Lbest[32];
-    float best_err = INFINITY, best_a = (hi - lo) / nmax, best_m = -lo;
+    *a_out = 0;
+    *m_out = -lo;
+    if (!(hi > lo)) return;  // constant non-positive sub-block: all levels 0
+    float L[kSubA];
+    const float fmax = static_cast<float>(nmax);
     const float range = hi - lo;
+    float best_err = INFINITY, best_a = range / fmax, best_m = -lo;
+    // Seeds: the sub-block range mapped onto nmax - 1 ... nmax + 1 levels.
     for (int k = 0; k <= 20; ++k) {
-        const float iscale = (static_cast<float>(nmax) - 1.0f + 0.1f * static_cast<float>(k)) / range;
-        for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(clampi(nearest_int(iscale * (x[i] - lo)), 0, nmax));
+        const float iscale = (fmax - 1.0f + 0.1f * static_cast<float>(k)) / range;
+        affine_levels(x, fmax, iscale, -lo, L);
         float a, m;
-        if (!lsq_affine(x, w, L, n, &a, &m)) continue;
-        const float err = affine_error(x, w, L, n, a, m);
+        const float err = lsq_affine(x, w, L, s, &a, &m);
         if (err < best_err) {
             best_err = err;
             best_a = a;
             best_m = m;
-            std::memcpy(Lbest, L, static_cast<size_t>(n));
         }
     }
+    // Polish: re-round the levels against the best fit and refit while that helps.
     for (int it = 0; it < 4 && best_err < INFINITY; ++it) {
-        affine_levels(x, n, nmax, best_a, best_m, L);
-        if (std::memcmp(L, Lbest, static_cast<size_t>(n)) == 0) break;
+        affine_levels(x, fmax, 1.0f / best_a, best_m, L);
         float a, m;
-        if (!lsq_affine(x, w, L, n, &a, &m)) break;
-        const float err = affine_error(x, w, L, n, a, m);
+        const float err = lsq_affine(x, w, L, s, &a, &m);
         if (!(err < best_err)) break;
         best_err = err;
         best_a = a;
         best_m = m;
-        std::memcpy(Lbest, L, static_cast<size_t>(n));
     }
     *a_out = best_a;
     *m_out = best_m;
 }
 
-// Result of stages B-D for an affine super-block.
 struct AffineCodes {
     uint16_t d16, dmin16;
     uint8_t sc[8], mq[8];
     uint8_t L[kQKK];
-    float err;
+    float err;  // weighted squared error, normalised domain
 };
 
-// Stages B+C: given fp16 super scales, choose integer codes and levels.
+// Stages B+C: given the fp16 super-block scales, pick each sub-block's 6-bit scale/min codes
+// (the rounded continuous fit and its neighbours) and levels, judged on the exact values the
+// decoder produces.
 void affine_codes(const Prepared& p, const float* a, const float* m, int nmax, uint16_t d16, uint16_t dmin16,
                   AffineCodes& out) {
     out.d16 = d16;
@@ -313,34 +327,42 @@ void affine_codes(const Prepared& p, const float* a, const float* m, int nmax, u
     out.err = 0;
     const float D = fp16_to_fp32(d16), M = fp16_to_fp32(dmin16);
     const float Dn = D * p.norm, Mn = M * p.norm;
-    uint8_t L[32];
+    const float fmax = static_cast<float>(nmax);
+    float L[kSubA];
     for (int j = 0; j < 8; ++j) {
-        const float* x = p.xn + 32 * j;
-        const float* w = p.w + 32 * j;
-        const int sc0 = Dn > 0 ? clampi(nearest_int(a[j] / Dn), 0, 63) : 0;
-        const int mq0 = Mn > 0 ? clampi(nearest_int(m[j] / Mn), 0, 63) : 0;
-        float best = INFINITY;
+        const float* x = p.xn + kSubA * j;
+        const float* w = p.w + kSubA * j;
+        const int sc0 = Dn > 0 ? round_clamp_int(a[j] / Dn, 0, 63) : 0;
+        const int mq0 = Mn > 0 ? round_clamp_int(m[j] / Mn, 0, 63) : 0;
+        // Storing zeros (codes 0/0) is always possible; start from its error.
+        float vz[8] = {};
+        for (int i = 0; i < kSubA; i += 8)
+            for (int k = 0; k < 8; ++k) vz[k] += w[i + k] * x[i + k] * x[i + k];
+        float best = hsum8(vz);
+        out.sc[j] = 0;
+        out.mq[j] = 0;
+        std::memset(out.L + kSubA * j, 0, kSubA);
         for (int sc = std::max(0, sc0 - 1); sc <= std::min(63, sc0 + 1); ++sc) {
             for (int mq = std::max(0, mq0 - 1); mq <= std::min(63, mq0 + 1); ++mq) {
-                // Exact dequantized values, as the decoder computes them, then normalised.
-                const float dl = D * static_cast<float>(sc);
+                const float dl = D * static_cast<float>(sc);  // exactly as the decoder
                 const float ml = M * static_cast<float>(mq);
                 const float dln = dl * p.norm, mln = ml * p.norm;
                 if (dln > 0)
-                    affine_levels(x, 32, nmax, dln, mln, L);
+                    affine_levels(x, fmax, 1.0f / dln, mln, L);
                 else
-                    std::memset(L, 0, sizeof L);
-                float err = 0;
-                for (int i = 0; i < 32; ++i) {
-                    const float y = (dl * static_cast<float>(L[i]) - ml) * p.norm;
-                    const float diff = y - x[i];
-                    err += w[i] * diff * diff;
-                }
+                    std::fill(L, L + kSubA, 0.0f);
+                float ve[8] = {};
+                for (int i = 0; i < kSubA; i += 8)
+                    for (int k = 0; k < 8; ++k) {
+                        const float diff = (dl * L[i + k] - ml) * p.norm - x[i + k];
+                        ve[k] += w[i + k] * diff * diff;
+                    }
+                const float err = hsum8(ve);
                 if (err < best) {
                     best = err;
                     out.sc[j] = static_cast<uint8_t>(sc);
                     out.mq[j] = static_cast<uint8_t>(mq);
-                    std::memcpy(out.L + 32 * j, L, 32);
+                    for (int i = 0; i < kSubA; ++i) out.L[kSubA * j + i] = static_cast<uint8_t>(L[i]);
                 }
             }
         }
@@ -352,157 +374,56 @@ void quantize_affine_superblock(const Prepared& p, int nmax, AffineCodes& best) 
     float a[8], m[8];
     float amax = 0, mmax = 0;
     for (int j = 0; j < 8; ++j) {
-        fit_affine(p.xn + 32 * j, p.w + 32 * j, 32, nmax, &a[j], &m[j]);
+        fit_affine(p.xn + kSubA * j, p.w + kSubA * j, nmax, &a[j], &m[j]);
         amax = std::max(amax, a[j]);
         mmax = std::max(mmax, m[j]);
     }
-    affine_codes(p, a, m, nmax, scale_to_fp16(amax / 63 * p.denorm), scale_to_fp16(mmax / 63 * p.denorm), best);
-
-    // Stage D: refit (D, M) for x ~ D * (sc_j L_i) - M * mq_j by least squares, then
-    // redo B-C around the refit scales; keep whichever is better.
-    for (int it = 0; it < 2; ++it) {
-        double suu = 0, suv = 0, svv = 0, sux = 0, svx = 0;
-        for (int i = 0; i < kQKK; ++i) {
-            const int j = i / 32;
-            const double u = static_cast<double>(best.sc[j]) * best.L[i], v = best.mq[j], wi = p.w[i], xi = p.xn[i];
-            suu += wi * u * u;
-            suv += wi * u * v;
-            svv += wi * v * v;
-            sux += wi * u * xi;
-            svx += wi * v * xi;
-        }
-        if (!(suu > 0)) return;
-        double D, M;
-        const double det = suu * svv - suv * suv;
-        if (svv > 0 && det > 1e-12 * suu * svv) {
-            D = (sux * svv - suv * svx) / det;
-            M = (suv * sux - suu * svx) / det;
-        } else {
-            D = sux / suu;
-            M = fp16_to_fp32(best.dmin16) * p.norm;
-        }
-        if (!(D > 0)) return;
-        if (!(M > 0)) M = 0;
-        const uint16_t d16 = scale_to_fp16(static_cast<float>(D) * p.denorm);
-        const uint16_t dmin16 = scale_to_fp16(static_cast<float>(M) * p.denorm);
-        if (d16 == best.d16 && dmin16 == best.dmin16) return;
+    const uint16_t d16 = scale_to_fp16(amax / 63 * p.denorm), dmin16 = scale_to_fp16(mmax / 63 * p.denorm);
+    affine_codes(p, a, m, nmax, d16, dmin16, best);
+    if (d16 < 0x0400 || dmin16 < 0x0400) {
+        // A super-block scale in the fp16 subnormal range has few significant bits: also try
+        // coarser super-block scales (smaller codes, more relative precision).
+        constexpr float kDivs[] = {63, 16, 4, 1};
         AffineCodes trial;
-        affine_codes(p, a, m, nmax, d16, dmin16, trial);
-        if (!(trial.err < best.err)) return;
-        best = trial;
-    }
-}
-
-// ---------------------------------------------------------------- symmetric (Q6_K)
-
-// Stage A for one Q6_K sub-block: continuous signed scale a with x ~ a*L, L in [-32, 31].
-float fit_symmetric(const float* x, const float* w, int n) {
-    float v = 0;
-    for (int i = 0; i < n; ++i)
-        if (std::fabs(x[i]) > std::fabs(v)) v = x[i];
-    if (v == 0) return 0;
-    int8_t L[16];
-    float best_score = -1, best_a = -v / 32;
-    auto try_levels = [&](void) -> float {  // returns the refit scale, updates best
-        float sxl = 0, sll = 0;
-        for (int i = 0; i < n; ++i) {
-            sxl += w[i] * x[i] * L[i];
-            sll += w[i] * L[i] * L[i];
-        }
-        if (!(sll > 0)) return 0;
-        const float score = sxl * sxl / sll;  // error reduction of the optimal scale
-        const float a = sxl / sll;
-        if (score > best_score) {
-            best_score = score;
-            best_a = a;
-        }
-        return a;
-    };
-    // Seeds: the largest element maps near level -32 (using the extra negative level) or +31.
-    for (int k = 0; k <= 10; ++k) {
-        const float t = -4.0f + 0.5f * static_cast<float>(k);
-        const float iscales[2] = {-(32.0f + t) / v, (31.0f + t) / v};
-        for (float is : iscales) {
-            for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(clampi(nearest_int(is * x[i]), -32, 31));
-            try_levels();
-        }
-    }
-    for (int it = 0; it < 3 && best_a != 0; ++it) {
-        const float prev = best_score;
-        const float ia = 1.0f / best_a;
-        for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(clampi(nearest_int(x[i] * ia), -32, 31));
-        try_levels();
-        if (!(best_score > prev)) break;
-    }
-    return best_a;
-}
-
-struct SymCodes {
-    uint16_t d16;
-    int8_t sc[16];
-    int8_t L[kQKK];
-    float err;
-};
-
-void sym_codes(const Prepared& p, const float* a, uint16_t d16, SymCodes& out) {
-    out.d16 = d16;
-    out.err = 0;
-    const float D = fp16_to_fp32(d16);
-    const float Dn = D * p.norm;
-    int8_t L[16];
-    for (int j = 0; j < 16; ++j) {
-        const float* x = p.xn + 16 * j;
-        const float* w = p.w + 16 * j;
-        const int sc0 = Dn > 0 ? clampi(nearest_int(a[j] / Dn), -128, 127) : 0;
-        float best = INFINITY;
-        for (int sc = std::max(-128, sc0 - 1); sc <= std::min(127, sc0 + 1); ++sc) {
-            const float dl = D * static_cast<float>(sc);
-            const float dln = dl * p.norm;
-            if (dln != 0) {
-                const float ia = 1.0f / dln;
-                for (int i = 0; i < 16; ++i) L[i] = static_cast<int8_t>(clampi(nearest_int(x[i] * ia), -32, 31));
-            } else {
-                std::memset(L, 0, sizeof L);
+        for (float dd : kDivs)
+            for (float dm : kDivs) {
+                const uint16_t td = d16 < 0x0400 ? scale_to_fp16(amax / dd * p.denorm) : d16;
+                const uint16_t tm = dmin16 < 0x0400 ? scale_to_fp16(mmax / dm * p.denorm) : dmin16;
+                affine_codes(p, a, m, nmax, td, tm, trial);
+                if (trial.err < best.err) best = trial;
             }
-            float err = 0;
-            for (int i = 0; i < 16; ++i) {
-                const float y = dl * static_cast<float>(L[i]) * p.norm;
-                const float diff = y - x[i];
-                err += w[i] * diff * diff;
-            }
-            if (err < best) {
-                best = err;
-                out.sc[j] = static_cast<int8_t>(sc);
-                std::memcpy(out.L + 16 * j, L, 16);
-            }
-        }
-        out.err += best;
     }
-}
 
-void quantize_sym_superblock(const Prepared& p, SymCodes& best) {
-    float a[16];
-    float amax = 0;
-    for (int j = 0; j < 16; ++j) {
-        a[j] = fit_symmetric(p.xn + 16 * j, p.w + 16 * j, 16);
-        amax = std::max(amax, std::fabs(a[j]));
+    // Stage D: refit (D, M) for x ~ D * (sc_j L_i) - M * mq_j by least squares, then redo
+    // B-C around the refit scales; keep whichever is better.
+    double suu = 0, suv = 0, svv = 0, sux = 0, svx = 0;
+    for (int i = 0; i < kQKK; ++i) {
+        const int j = i / kSubA;
+        const double u = static_cast<double>(best.sc[j]) * best.L[i], v = best.mq[j], wi = p.w[i], xi = p.xn[i];
+        suu += wi * u * u;
+        suv += wi * u * v;
+        svv += wi * v * v;
+        sux += wi * u * xi;
+        svx += wi * v * xi;
     }
-    sym_codes(p, a, scale_to_fp16(amax / 127 * p.denorm), best);
-    for (int it = 0; it < 2; ++it) {  // Stage D: refit D for x ~ D * (sc_j L_i)
-        double suu = 0, sux = 0;
-        for (int i = 0; i < kQKK; ++i) {
-            const double u = static_cast<double>(best.sc[i / 16]) * best.L[i];
-            suu += p.w[i] * u * u;
-            sux += p.w[i] * u * p.xn[i];
-        }
-        if (!(suu > 0) || !(sux > 0)) return;
-        const uint16_t d16 = scale_to_fp16(static_cast<float>(sux / suu) * p.denorm);
-        if (d16 == best.d16) return;
-        SymCodes trial;
-        sym_codes(p, a, d16, trial);
-        if (!(trial.err < best.err)) return;
-        best = trial;
+    if (!(suu > 0)) return;
+    double D, M;
+    const double det = suu * svv - suv * suv;
+    if (svv > 0 && det > 1e-9 * suu * svv) {
+        D = (sux * svv - suv * svx) / det;
+        M = (suv * sux - suu * svx) / det;
+    } else {
+        D = sux / suu;
+        M = fp16_to_fp32(best.dmin16) * p.norm;
     }
+    if (!(D > 0)) return;
+    if (!(M > 0)) M = 0;
+    const uint16_t rd16 = scale_to_fp16(static_cast<float>(D) * p.denorm);
+    const uint16_t rdmin16 = scale_to_fp16(static_cast<float>(M) * p.denorm);
+    if (rd16 == best.d16 && rdmin16 == best.dmin16) return;
+    AffineCodes trial;
+    affine_codes(p, a, m, nmax, rd16, rdmin16, trial);
+    if (trial.err < best.err) best = trial;
 }
 
 template <int kBits>
@@ -511,13 +432,10 @@ void quantize_q45_k(const float* src, uint8_t* dst, int64_t nb, const char* type
     Prepared p;
     AffineCodes codes;
     for (int64_t ib = 0; ib < nb; ++ib) {
-        const float* x = src + ib * kQKK;
-        const bool nonzero = prepare(x, ib, type, p);
-        if (nonzero) {
+        if (prepare(src + ib * kQKK, ib, type, p))
             quantize_affine_superblock(p, nmax, codes);
-        } else {
+        else
             std::memset(&codes, 0, sizeof codes);
-        }
         uint8_t scales[12];
         pack_scale_min_k4(codes.sc, codes.mq, scales);
         if constexpr (kBits == 4) {
@@ -527,8 +445,7 @@ void quantize_q45_k(const float* src, uint8_t* dst, int64_t nb, const char* type
             std::memcpy(b.scales, scales, 12);
             for (int c = 0; c < 4; ++c)
                 for (int l = 0; l < 32; ++l)
-                    b.qs[32 * c + l] =
-                        static_cast<uint8_t>(codes.L[64 * c + l] | (codes.L[64 * c + 32 + l] << 4));
+                    b.qs[32 * c + l] = static_cast<uint8_t>(codes.L[64 * c + l] | (codes.L[64 * c + 32 + l] << 4));
             store_block(dst, ib, b);
         } else {
             BlockQ5_K b;
@@ -547,6 +464,136 @@ void quantize_q45_k(const float* src, uint8_t* dst, int64_t nb, const char* type
     }
 }
 
+// ---------------------------------------------------------------- symmetric (Q6_K)
+// Sub-blocks of 16: x ~ a*L, L in [-32, 31], a signed (int8 code times the fp16 scale).
+
+constexpr int kSubS = 16;
+
+inline void sym_levels(const float* x, float ia, float* L) {
+    for (int i = 0; i < kSubS; ++i) L[i] = round_clamp(x[i] * ia, -32.0f, 31.0f);
+}
+
+// Stage A for one sub-block: the signed scale a maximising (sum w x L)^2 / sum w L^2, the
+// error reduction of the optimal scale for levels L.
+float fit_symmetric(const float* x, const float* w) {
+    float v = 0;  // signed element of largest magnitude
+    for (int i = 0; i < kSubS; ++i)
+        if (std::fabs(x[i]) > std::fabs(v)) v = x[i];
+    if (v == 0) return 0;
+    float L[kSubS];
+    float best_score = -1, best_a = -v / 32;
+    auto score_levels = [&]() {
+        float vxl[8] = {}, vll[8] = {};
+        for (int i = 0; i < kSubS; i += 8)
+            for (int k = 0; k < 8; ++k) {
+                const float wl = w[i + k] * L[i + k];
+                vxl[k] += wl * x[i + k];
+                vll[k] += wl * L[i + k];
+            }
+        const float sxl = hsum8(vxl), sll = hsum8(vll);
+        if (!(sll > 0)) return false;
+        const float score = sxl * sxl / sll;
+        if (!(score > best_score)) return false;
+        best_score = score;
+        best_a = sxl / sll;
+        return true;
+    };
+    // Seeds: the largest element mapped near level -32 (using the extra negative level) or +31.
+    for (int k = 0; k <= 10; ++k) {
+        const float t = -4.0f + 0.5f * static_cast<float>(k);
+        sym_levels(x, -(32.0f + t) / v, L);
+        score_levels();
+        sym_levels(x, (31.0f + t) / v, L);
+        score_levels();
+    }
+    for (int it = 0; it < 3 && best_a != 0; ++it) {  // polish: re-round and refit
+        sym_levels(x, 1.0f / best_a, L);
+        if (!score_levels()) break;
+    }
+    return best_a;
+}
+
+struct SymCodes {
+    uint16_t d16;
+    int8_t sc[16];
+    int8_t L[kQKK];
+    float err;
+};
+
+// Stages B+C for Q6_K: int8 sub-block scale codes (rounded fit and neighbours) and levels.
+void sym_codes(const Prepared& p, const float* a, uint16_t d16, SymCodes& out) {
+    out.d16 = d16;
+    out.err = 0;
+    const float D = fp16_to_fp32(d16);
+    const float Dn = D * p.norm;
+    float L[kSubS];
+    for (int j = 0; j < 16; ++j) {
+        const float* x = p.xn + kSubS * j;
+        const float* w = p.w + kSubS * j;
+        const int sc0 = Dn > 0 ? round_clamp_int(a[j] / Dn, -128, 127) : 0;
+        // Storing zeros (code 0) is always possible; start from its error.
+        float vz[8] = {};
+        for (int i = 0; i < kSubS; i += 8)
+            for (int k = 0; k < 8; ++k) vz[k] += w[i + k] * x[i + k] * x[i + k];
+        float best = hsum8(vz);
+        out.sc[j] = 0;
+        std::memset(out.L + kSubS * j, 0, kSubS);
+        for (int sc = std::max(-128, sc0 - 1); sc <= std::min(127, sc0 + 1); ++sc) {
+            const float dl = D * static_cast<float>(sc);  // exactly as the decoder
+            const float dln = dl * p.norm;
+            if (dln != 0)
+                sym_levels(x, 1.0f / dln, L);
+            else
+                std::fill(L, L + kSubS, 0.0f);
+            float ve[8] = {};
+            for (int i = 0; i < kSubS; i += 8)
+                for (int k = 0; k < 8; ++k) {
+                    const float diff = dl * L[i + k] * p.norm - x[i + k];
+                    ve[k] += w[i + k] * diff * diff;
+                }
+            const float err = hsum8(ve);
+            if (err < best) {
+                best = err;
+                out.sc[j] = static_cast<int8_t>(sc);
+                for (int i = 0; i < kSubS; ++i) out.L[kSubS * j + i] = static_cast<int8_t>(L[i]);
+            }
+        }
+        out.err += best;
+    }
+}
+
+void quantize_sym_superblock(const Prepared& p, SymCodes& best) {
+    float a[16];
+    float amax = 0;
+    for (int j = 0; j < 16; ++j) {
+        a[j] = fit_symmetric(p.xn + kSubS * j, p.w + kSubS * j);
+        amax = std::max(amax, std::fabs(a[j]));
+    }
+    const uint16_t d16 = scale_to_fp16(amax / 127 * p.denorm);
+    sym_codes(p, a, d16, best);
+    if (d16 < 0x0400) {  // fp16 subnormal super-block scale: also try coarser ones
+        constexpr float kDivs[] = {64, 16, 4, 1};
+        SymCodes trial;
+        for (float dd : kDivs) {
+            sym_codes(p, a, scale_to_fp16(amax / dd * p.denorm), trial);
+            if (trial.err < best.err) best = trial;
+        }
+    }
+    // Stage D: refit D for x ~ D * (sc_j L_i), redo B-C, keep the better.
+    double suu = 0, sux = 0;
+    for (int i = 0; i < kQKK; ++i) {
+        const double u = static_cast<double>(best.sc[i / kSubS]) * best.L[i];
+        suu += p.w[i] * u * u;
+        sux += p.w[i] * u * p.xn[i];
+    }
+    if (!(suu > 0) || !(sux > 0)) return;
+    const uint16_t rd16 = scale_to_fp16(static_cast<float>(sux / suu) * p.denorm);
+    if (rd16 == best.d16) return;
+    SymCodes trial;
+    sym_codes(p, a, rd16, trial);
+    if (trial.err < best.err) best = trial;
+}
+
 }  // namespace
 
 void quantize_q4_k(const float* src, uint8_t* dst, int64_t nb) { quantize_q45_k<4>(src, dst, nb, "Q4_K"); }
@@ -557,9 +604,10 @@ void quantize_q6_k(const float* src, uint8_t* dst, int64_t nb) {
     Prepared p;
     SymCodes codes;
     for (int64_t ib = 0; ib < nb; ++ib) {
-        const float* x = src + ib * kQKK;
-        if (!prepare(x, ib, "Q6_K", p)) std::memset(&codes, 0, sizeof codes);
-        else quantize_sym_superblock(p, codes);
+        if (prepare(src + ib * kQKK, ib, "Q6_K", p))
+            quantize_sym_superblock(p, codes);
+        else
+            std::memset(&codes, 0, sizeof codes);
         BlockQ6_K b;
         std::memset(b.ql, 0, sizeof b.ql);
         std::memset(b.qh, 0, sizeof b.qh);

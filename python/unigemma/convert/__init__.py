@@ -75,6 +75,9 @@ def _write_file(plan: FilePlan, out_path: Path, outtype: str, write_kv, threads:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; the output is an ordinary file
     tmp = Path(tmp_name)
     try:
         w = gguf.GGUFWriter(tmp, plan.arch)

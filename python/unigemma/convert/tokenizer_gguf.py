@@ -50,6 +50,12 @@ def load_tokenizer(model_dir: Path, config: dict) -> TokenizerData:
         raise ConversionError(f"[convert] tokenizer.json model type {model.get('type')!r} is not BPE")
     vocab: dict[str, int] = model.get("vocab", {})
     added = tj.get("added_tokens", [])
+    tc_path = model_dir / "tokenizer_config.json"
+    try:
+        tc = json.loads(tc_path.read_text(encoding="utf-8")) if tc_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConversionError(f"[convert] '{tc_path}' is not valid JSON ({e})") from e
+    # ids are the union of the base vocab and added tokens (Gemma lists its specials in both)
     n = max([*vocab.values(), *(t["id"] for t in added)], default=-1) + 1
     tokens: list[str | None] = [None] * n
     types = [TOKEN_NORMAL] * n
@@ -59,10 +65,24 @@ def load_tokenizer(model_dir: Path, config: dict) -> TokenizerData:
             types[i] = TOKEN_BYTE
     for t in added:
         i = t["id"]
-        tokens[i] = t["content"]
-        types[i] = TOKEN_CONTROL if t.get("special") else TOKEN_USER_DEFINED
+        if tokens[i] is None:  # added beyond the base vocab
+            tokens[i] = t["content"]
+            types[i] = TOKEN_CONTROL if t.get("special") else TOKEN_USER_DEFINED
+    # control = the tokenizer's special tokens (bos/eos/unk/pad/mask and the extra specials)
+    by_text = {}
     for i, text in enumerate(tokens):
-        if text is None:  # ids with no token: llama.cpp-style placeholder, never produced
+        if text is not None:
+            by_text.setdefault(text, i)
+    special_texts = [_token_text(tc.get(k)) for k in ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")]
+    extra = tc.get("extra_special_tokens") or tc.get("additional_special_tokens") or []
+    if isinstance(extra, dict):
+        extra = list(extra.values())
+    special_texts += [_token_text(x) for x in extra]
+    for text in special_texts:
+        if text is not None and text in by_text:
+            types[by_text[text]] = TOKEN_CONTROL
+    for i, text in enumerate(tokens):
+        if text is None:  # ids with no token: placeholder, never produced
             tokens[i] = f"[PAD{i}]"
             types[i] = TOKEN_UNUSED
         elif text in VISIBLE_TOKENS:
@@ -75,9 +95,6 @@ def load_tokenizer(model_dir: Path, config: dict) -> TokenizerData:
         else:  # newer tokenizer.json: [left, right]; a space inside a piece is written as U+0120
             merges.append(" ".join(part.replace(" ", "\u0120") for part in m))
 
-    tc_path = model_dir / "tokenizer_config.json"
-    tc = json.loads(tc_path.read_text(encoding="utf-8")) if tc_path.is_file() else {}
-    by_text = {t: i for i, t in enumerate(tokens)}
     special: dict[str, int] = {}
     cfg_text = config.get("text_config", config)
     for gguf_name, tc_key, cfg_key in (("bos", "bos_token", "bos_token_id"), ("eos", "eos_token", "eos_token_id"),

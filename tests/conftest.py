@@ -1,0 +1,38 @@
+"""Shared fixtures. Tiny random Gemma 4 Unified checkpoints are built once per session with
+transformers (tests/fixtures/tiny_checkpoints.py); tests that need them ask `hf_ckpt(name)`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE / "fixtures"))
+
+
+@pytest.fixture(scope="session")
+def hf_ckpt(tmp_path_factory):
+    """hf_ckpt(name) -> directory. Names: default, kv_shared, alt_layout, default_bf16,
+    alt_layout_bf16 (targets); assistant_<target>[_plain|_bf16] (drafters)."""
+    import tiny_checkpoints as tc
+
+    root = tmp_path_factory.mktemp("hf")
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            d = root / name
+            if name.startswith("assistant_"):
+                rest = name[len("assistant_"):]
+                ordered = not rest.endswith("_plain")
+                dtype = "bfloat16" if rest.endswith("_bf16") else "float32"
+                target = rest.removesuffix("_plain").removesuffix("_bf16")
+                cache[name] = tc.make_assistant(d, target, ordered_embeddings=ordered, dtype=dtype)
+            else:
+                dtype = "bfloat16" if name.endswith("_bf16") else "float32"
+                cache[name] = tc.make_target(d, name.removesuffix("_bf16"), dtype=dtype)
+        return cache[name]
+
+    return get
