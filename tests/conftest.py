@@ -16,13 +16,20 @@ sys.path.insert(0, str(HERE / "fixtures"))
 def hf_ckpt(tmp_path_factory):
     """hf_ckpt(name) -> directory. Names: default, kv_shared, alt_layout, default_bf16,
     alt_layout_bf16 (targets); assistant_<target>[_plain|_bf16] (drafters)."""
-    import tiny_checkpoints as tc
+    import os
 
     root = tmp_path_factory.mktemp("hf")
     cache: dict[str, Path] = {}
+    # prebuilt checkpoints (`python tests/fixtures/tiny_checkpoints.py DIR`), e.g. for the
+    # sanitizer run, where torch is not loaded into the instrumented process
+    prebuilt = os.environ.get("UNIGEMMA_TEST_HF_DIR")
 
     def get(name: str) -> Path:
+        if name not in cache and prebuilt and (Path(prebuilt) / name / "config.json").is_file():
+            cache[name] = Path(prebuilt) / name
         if name not in cache:
+            import tiny_checkpoints as tc
+
             d = root / name
             if name.startswith("assistant_"):
                 rest = name[len("assistant_"):]

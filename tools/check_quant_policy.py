@@ -213,7 +213,7 @@ def _make_refs(llama_cpp: Path, quantize: Path | None, out: Path, ckpts: list[Pa
                 if kind == "mmproj":
                     cmd.insert(3, "--mmproj")
                 print("+", " ".join(cmd), flush=True)
-                r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                r = subprocess.run(cmd, env=env, capture_output=True, text=True, errors="replace")
                 if r.returncode != 0:
                     print(r.stdout[-3000:], r.stderr[-3000:])
                     return 1
@@ -226,7 +226,7 @@ def _make_refs(llama_cpp: Path, quantize: Path | None, out: Path, ckpts: list[Pa
                     continue
                 cmd = [str(quantize), str(f16), str(dst), qn]
                 print("+", " ".join(cmd), flush=True)
-                r = subprocess.run(cmd, capture_output=True, text=True)
+                r = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
                 (out / f"{ck.name}.{kind}.{ot}.quantize.log").write_text(r.stdout + r.stderr)
                 if r.returncode != 0:
                     print(r.stdout[-3000:], r.stderr[-3000:])
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.quantize:
             for ot, qn in QUANT_NAME.items():
                 log = a.out.with_name(f"{a.out.stem}.{ot}.dryrun.log")
-                r = subprocess.run([str(a.quantize), "--dry-run", str(a.out), qn], capture_output=True, text=True)
+                r = subprocess.run([str(a.quantize), "--dry-run", str(a.out), qn], capture_output=True, text=True, errors="replace")
                 log.write_text(r.stdout + r.stderr)
                 print(f"{qn}: rc={r.returncode} -> {log}")
                 if r.returncode != 0:

@@ -5,6 +5,9 @@
 #include <thread>
 
 #include "ops/cpu/cpu_features.h"
+#ifdef UNIGEMMA_HAVE_CUDA
+#include "ops/cuda/device_query.h"
+#endif
 
 namespace py = pybind11;
 
@@ -22,6 +25,15 @@ void init_info(py::module_& m) {
         d["hardware_threads"] = std::thread::hardware_concurrency();
 #ifdef UNIGEMMA_HAVE_CUDA
         d["cuda"] = true;
+        py::list devs;
+        for (const auto& dev : unigemma::cuda::list_devices()) {
+            py::dict x;
+            x["name"] = dev.name;
+            x["compute_capability"] = dev.compute_capability;
+            x["total_bytes"] = dev.total_bytes;
+            devs.append(x);
+        }
+        d["cuda_devices"] = devs;
 #else
         d["cuda"] = false;
 #endif

@@ -140,7 +140,7 @@ size_t quantize_rows(GGMLType t, const float* src, void* dst, int64_t n_rows, in
     constexpr int64_t kMinElementsPerThread = 1 << 14;
     int64_t want = std::max<int64_t>(1, elements / kMinElementsPerThread);
     want = std::min<int64_t>({want, static_cast<int64_t>(hw), n_rows});
-    if (n_threads > 0) want = std::min<int64_t>(n_threads, n_rows);  // explicit request: honour it
+    if (n_threads > 0) want = std::min<int64_t>({n_threads, n_rows, 256});  // explicit request: honour it
     const int64_t workers = std::max<int64_t>(1, want);
 
     if (workers == 1) {

@@ -2,7 +2,7 @@
 // Q6_K, Q8_K and quantization to Q4_K, Q5_K, Q6_K.
 //
 // Dequantization does gguf.quants' float32 operations in its order, so it is bit-identical
-// (compiled with -ffp-contract=off: a fused d*q - m would differ in the last bit).
+// (like all of quant/, compiled with -ffp-contract=off).
 //
 // Quantization (gguf.quants has none for these formats) is our own search:
 //   A. each sub-block gets a continuous fit, a weighted least-squares scale (and, for
@@ -12,13 +12,18 @@
 //   B. the super-block scales (fp16) are set from the largest sub-block scale/min, and the
 //      sub-block scales/mins are rounded to their integer grids (6-bit, or int8 for Q6_K);
 //   C. each sub-block tries the neighbouring integer scale/min codes, re-rounding its
-//      levels against the exact dequantized values, and keeps the best;
+//      levels against the exact dequantized values, and keeps the best (storing zeros is
+//      always a candidate, so no sub-block ends up worse than zeros);
 //   D. the fp16 super-block scales are refit by least squares given the integer codes and
 //      levels, and B-C rerun from the refit values; the better of the two results is kept.
 // Errors are weighted by w_i = rms + |x_i| (rms of the super-block), which favours the
 // larger weights a little over pure MSE. All search arithmetic runs on the super-block
 // divided by a power of two (exact), so huge or tiny inputs neither overflow nor underflow
-// the sums. Inputs must be finite (InputError otherwise).
+// the sums. When the fp16 super-block scale would be subnormal, coarser scales are tried too.
+// Inputs must be finite (InputError otherwise). The largest magnitudes the formats can hold
+// are about 65504 * 63 * nmax (Q4_K 6.2e7, Q5_K 1.3e8) and 65504 * 127 * 32 (Q6_K 2.7e8):
+// beyond that the fp16 scales saturate (finite output, large error); blocks with max|x| <
+// 2^-30 are stored as zeros (the formats cannot resolve them).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -132,15 +137,24 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t nb) {
     for (int64_t i = 0; i < nb; ++i) {
         const auto b = load_block<BlockQ6_K>(src, i);
         const float d = fp16_to_fp32(b.d);
+        float dl[16];
+        for (int j = 0; j < 16; ++j) dl[j] = d * static_cast<float>(b.scales[j]);
         float* y = dst + i * kQKK;
-        for (int j = 0; j < kQKK / 16; ++j) {
-            const float dl = d * static_cast<float>(b.scales[j]);
-            for (int k = 0; k < 16; ++k) {
-                const int e = 16 * j + k;
-                const int h = e / 128, r = e % 128;
-                const int low = (b.ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0f;
-                const int high = (b.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-                y[e] = dl * static_cast<float>((low | (high << 4)) - 32);
+        for (int h = 0; h < 2; ++h) {
+            const uint8_t* ql = b.ql + 64 * h;
+            const uint8_t* qh = b.qh + 32 * h;
+            float* yh = y + 128 * h;
+            const float* s = dl + 8 * h;
+            for (int l = 0; l < 32; ++l) {
+                // elements 128h + {l, 32 + l, 64 + l, 96 + l}
+                const int q0 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32;
+                const int q1 = ((ql[32 + l] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q2 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q3 = ((ql[32 + l] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                yh[l] = s[l / 16] * static_cast<float>(q0);
+                yh[32 + l] = s[2 + l / 16] * static_cast<float>(q1);
+                yh[64 + l] = s[4 + l / 16] * static_cast<float>(q2);
+                yh[96 + l] = s[6 + l / 16] * static_cast<float>(q3);
             }
         }
     }
@@ -380,15 +394,17 @@ void quantize_affine_superblock(const Prepared& p, int nmax, AffineCodes& best) 
     }
     const uint16_t d16 = scale_to_fp16(amax / 63 * p.denorm), dmin16 = scale_to_fp16(mmax / 63 * p.denorm);
     affine_codes(p, a, m, nmax, d16, dmin16, best);
-    if (d16 < 0x0400 || dmin16 < 0x0400) {
+    const bool d_sub = amax > 0 && d16 < 0x0400, m_sub = mmax > 0 && dmin16 < 0x0400;
+    if (d_sub || m_sub) {
         // A super-block scale in the fp16 subnormal range has few significant bits: also try
         // coarser super-block scales (smaller codes, more relative precision).
         constexpr float kDivs[] = {63, 16, 4, 1};
         AffineCodes trial;
-        for (float dd : kDivs)
-            for (float dm : kDivs) {
-                const uint16_t td = d16 < 0x0400 ? scale_to_fp16(amax / dd * p.denorm) : d16;
-                const uint16_t tm = dmin16 < 0x0400 ? scale_to_fp16(mmax / dm * p.denorm) : dmin16;
+        for (int id = 0; id < (d_sub ? 4 : 1); ++id)
+            for (int im = 0; im < (m_sub ? 4 : 1); ++im) {
+                if (id == 0 && im == 0) continue;  // the default, done above
+                const uint16_t td = d_sub ? scale_to_fp16(amax / kDivs[id] * p.denorm) : d16;
+                const uint16_t tm = m_sub ? scale_to_fp16(mmax / kDivs[im] * p.denorm) : dmin16;
                 affine_codes(p, a, m, nmax, td, tm, trial);
                 if (trial.err < best.err) best = trial;
             }
@@ -571,7 +587,7 @@ void quantize_sym_superblock(const Prepared& p, SymCodes& best) {
     }
     const uint16_t d16 = scale_to_fp16(amax / 127 * p.denorm);
     sym_codes(p, a, d16, best);
-    if (d16 < 0x0400) {  // fp16 subnormal super-block scale: also try coarser ones
+    if (amax > 0 && d16 < 0x0400) {  // fp16 subnormal super-block scale: also try coarser ones
         constexpr float kDivs[] = {64, 16, 4, 1};
         SymCodes trial;
         for (float dd : kDivs) {
