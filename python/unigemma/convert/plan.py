@@ -247,7 +247,8 @@ def plan_assistant(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens
         plan.tensors.append(PlannedTensor("masked_embd_centroids.weight", (nc, H), _loader(c), c.name))
 
         def load_ordering(o=o):
-            x = o.raw()
+            x = o.raw().copy()
+            o.release()
             if x.min() < 0 or x.max() >= hp.vocab_size:
                 raise ConversionError(f"[convert] tensor '{o.name}': token ids outside [0, {hp.vocab_size})")
             return x.astype(np.int32)

@@ -42,11 +42,26 @@ class TensorRef:
                              offset=self.begin).reshape(self.shape)
 
     def to_float32(self) -> np.ndarray:
+        """A float32 copy (never a view), after which the mapped pages are released."""
         a = self.raw()
         if self.dtype == "BF16":
             # bf16 is the high half of an f32: widening is a 16-bit shift, exact
-            return (a.astype(np.uint32) << 16).view(np.float32)
-        return a.astype(np.float32)
+            out = (a.astype(np.uint32) << 16).view(np.float32)
+        else:
+            out = a.astype(np.float32, copy=True)
+        del a
+        self.release()
+        return out
+
+    def release(self):
+        """Drop this tensor's pages of the file mapping from the process's resident set, so
+        reading a whole checkpoint does not grow RSS to the checkpoint's size."""
+        page = mmap.PAGESIZE
+        start = self.begin // page * page
+        try:
+            self.shard.buffer.madvise(mmap.MADV_DONTNEED, start, self.end - start)
+        except (AttributeError, ValueError, OSError):
+            pass  # advisory only
 
 
 class Shard:
