@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-gguf_quants = pytest.importorskip("gguf.quants")
+import gguf.quants as gguf_quants
 from gguf import GGMLQuantizationType as GQT  # noqa: E402
 
 from unigemma import _core as core  # noqa: E402

@@ -7,6 +7,7 @@ void init_errors(py::module_& m);
 void init_gguf(py::module_& m);
 void init_quant(py::module_& m);
 void init_info(py::module_& m);
+void init_matmul(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "unigemma C++ core";
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     init_gguf(m);
     init_quant(m);
     init_info(m);
+    init_matmul(m);
 }

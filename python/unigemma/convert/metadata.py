@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from math import prod
+from pathlib import Path
 
 import gguf
 
@@ -10,9 +12,80 @@ from .hf_config import TextHparams
 
 UNIGEMMA_CONVERTER_VERSION = 1
 
+# Tensors we write but llama.cpp's converter drops: left out of the parameter count so that
+# general.size_label is the one llama.cpp writes.
+_NOT_COUNTED_PREFIXES = ("masked_embd_",)
 
-def _general(w, name: str, file_type: int | None):
-    w.add_name(name)
+
+class GeneralInfo:
+    """The ``general.*`` keys llama.cpp's converter derives from a model directory.
+
+    It uses the gguf package's ``Metadata`` heuristics, as ``convert_hf_to_gguf.py`` does:
+    name / organization / basename / finetune / version / license / tags / base models from
+    the README front matter, ``_name_or_path`` and the directory name (a ``--name`` override
+    wins for ``general.name``), the ``general.sampling.*`` keys from
+    ``generation_config.json``, and ``general.size_label`` from the parameter count of the
+    tensors actually written.  Pass an instance instead of a plain name to the
+    ``write_*_metadata`` functions; the keys are added when the header is written, i.e. once
+    every tensor of the file is known."""
+
+    def __init__(self, model_dir, name_override: str | None = None):
+        self.model_dir = Path(model_dir)
+        self.name_override = name_override
+
+    def write(self, w, total_params: int) -> None:
+        md = gguf.Metadata.load(None, self.model_dir, self.name_override, total_params)
+        gen = _read_json(self.model_dir / "generation_config.json")
+        # llama.cpp also reads the HF spelling (older gguf releases only read "penalty_repeat")
+        if md.sampling_penalty_repeat is None and "repetition_penalty" in gen:
+            md.sampling_penalty_repeat = gen["repetition_penalty"]
+        if md.name is None:
+            md.name = self.model_dir.name
+        if md.size_label is None and total_params > 0:
+            md.size_label = gguf.size_label(total_params, total_params, 0, 0)
+        md.set_gguf_meta_model(w)
+
+
+def general_info(model_dir, name_override: str | None = None) -> GeneralInfo:
+    return GeneralInfo(model_dir, name_override)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _total_params(w) -> int:
+    return sum(prod(info.shape) for tensors in w.tensors for name, info in tensors.items()
+               if not name.startswith(_NOT_COUNTED_PREFIXES))
+
+
+def _at_header(w, fn) -> None:
+    """Run fn() right before the writer's header (which fixes the KV count) is written."""
+    orig = w.write_header_to_file
+
+    def write_header_to_file(*args, **kwargs):
+        fn()
+        return orig(*args, **kwargs)
+
+    w.write_header_to_file = write_header_to_file
+
+
+def _general(w, name, file_type: int | None):
+    """name: a GeneralInfo (llama.cpp's derivation) or a plain string (written as is)."""
+    if isinstance(name, GeneralInfo):
+        _at_header(w, lambda: name.write(w, _total_params(w)))
+    else:
+        w.add_name(name)
+
+        def size_label():
+            total = _total_params(w)
+            if total > 0:
+                w.add_size_label(gguf.size_label(total, total, 0, 0))
+        _at_header(w, size_label)
     if file_type is not None:
         w.add_file_type(file_type)
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -1,0 +1,143 @@
+// Python bindings for the CPU matmul driver, the thread pool and the benchmark probes.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/matmul.h"
+#include "quant/quant.h"
+#include "runtime/thread_pool.h"
+
+namespace py = pybind11;
+using namespace unigemma;
+
+namespace {
+
+const cpu::KernelTable& table_for(const std::optional<std::string>& isa) {
+    return isa ? cpu::kernels_for(*isa) : cpu::kernels();
+}
+
+py::array_t<float> matmul_py(const py::array& w_raw, const std::string& wtype_name, int64_t rows, int64_t cols,
+                             const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int n_threads,
+                             const std::optional<std::string>& isa) {
+    if (!py::isinstance<py::array_t<uint8_t>>(w_raw))
+        throw InputError("[matmul] w_raw must be a uint8 array of raw blocks, got dtype " +
+                         std::string(py::str(w_raw.dtype())));
+    if (!(w_raw.flags() & py::array::c_style)) throw InputError("[matmul] w_raw must be C-contiguous");
+    const auto wtype = gguf::type_from_name(wtype_name);
+    const auto tr = gguf::type_traits(static_cast<uint32_t>(wtype));
+    if (rows < 0) throw InputError("[matmul] rows must be >= 0, got " + std::to_string(rows));
+    if (cols <= 0) throw InputError("[matmul] cols must be > 0, got " + std::to_string(cols));
+    if (cols % tr.block_size != 0)
+        throw InputError("[matmul] cols " + std::to_string(cols) + " is not a multiple of the " + tr.name +
+                         " block size " + std::to_string(tr.block_size));
+    if (n_threads < 0) throw InputError("[matmul] n_threads must be >= 0, got " + std::to_string(n_threads));
+    const size_t rb = quant::row_bytes(wtype, cols);
+    if (rows > 0 && rb > std::numeric_limits<size_t>::max() / static_cast<size_t>(rows))
+        throw InputError("[matmul] weight size overflows");
+    const size_t need = rb * static_cast<size_t>(rows);
+    if (static_cast<size_t>(w_raw.nbytes()) < need)
+        throw InputError("[matmul] " + std::to_string(rows) + " x " + std::to_string(cols) + " " + tr.name +
+                         " weights need " + std::to_string(need) + " bytes, w_raw has " +
+                         std::to_string(w_raw.nbytes()));
+    if (x.ndim() != 1 && x.ndim() != 2)
+        throw InputError("[matmul] x must be 1-D [cols] or 2-D [tokens, cols], got " + std::to_string(x.ndim()) +
+                         " dimensions");
+    const int64_t x_cols = x.shape(x.ndim() - 1);
+    if (x_cols != cols)
+        throw InputError("[matmul] x has " + std::to_string(x_cols) + " columns, weights have " +
+                         std::to_string(cols));
+    const int64_t tokens = x.ndim() == 2 ? x.shape(0) : 1;
+    const cpu::KernelTable& k = table_for(isa);
+
+    py::array_t<float> y = x.ndim() == 2 ? py::array_t<float>({static_cast<py::ssize_t>(tokens),
+                                                                static_cast<py::ssize_t>(rows)})
+                                          : py::array_t<float>(static_cast<py::ssize_t>(rows));
+    const void* w = w_raw.data();
+    const float* xp = x.data();
+    float* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        cpu::matmul(k, wtype, w, rows, cols, rb, xp, tokens, yp, n_threads);
+    }
+    return y;
+}
+
+}  // namespace
+
+void init_matmul(py::module_& m) {
+    m.def("matmul", &matmul_py, py::arg("w_raw"), py::arg("wtype"), py::arg("rows"), py::arg("cols"), py::arg("x"),
+          py::arg("n_threads") = 0, py::arg("isa") = py::none(),
+          "y[t, r] = sum_c W[r, c] * x[t, c] with W given as raw GGUF blocks (uint8, rows x cols of type `wtype`).\n"
+          "x: float32 [tokens, cols] (-> y [tokens, rows]) or [cols] (-> y [rows]). n_threads: 0 = the pool\n"
+          "default (set_threads). isa: kernel path ('scalar', 'avx2', 'avx512', 'neon', ...; None = selected).\n"
+          "Runs without the GIL; results do not depend on n_threads.");
+
+    m.def(
+        "set_threads", [](int n) { runtime::set_threads(n); }, py::arg("n"),
+        "Default thread count of the kernel thread pool (0 = all hardware threads).");
+    m.def("get_threads", &runtime::get_threads, "Default thread count of the kernel thread pool.");
+
+    m.def(
+        "bench_read_bandwidth",
+        [](int64_t bytes, int n_threads, int reps) {
+            if (bytes <= 0) throw InputError("[bench] bytes must be positive");
+            py::gil_scoped_release nogil;
+            return cpu::bench_read_bandwidth(static_cast<size_t>(bytes), n_threads, reps);
+        },
+        py::arg("bytes"), py::arg("n_threads") = 0, py::arg("reps") = 5,
+        "STREAM-style read bandwidth in GB/s (1e9 B/s) over a `bytes` buffer, best of `reps`.");
+    m.def(
+        "bench_peak_gflops",
+        [](int n_threads, const std::optional<std::string>& isa, int reps) {
+            const std::string which = isa ? *isa : std::string();
+            py::gil_scoped_release nogil;
+            return cpu::bench_peak_gflops(n_threads, which, reps);
+        },
+        py::arg("n_threads") = 0, py::arg("isa") = py::none(), py::arg("reps") = 5,
+        "Peak float32 FMA rate in GFLOP/s (independent FMA chains in registers), best of `reps`.");
+
+    // Test hook: runs n_tasks tasks on the pool; task `fail_task` throws (kind "input":
+    // InputError, "runtime": std::runtime_error). Each task sleeps sleep_us microseconds.
+    // Returns (per-task run counts, number of distinct thread indices seen).
+    m.def(
+        "_thread_pool_selftest",
+        [](int64_t n_tasks, int n_threads, int64_t fail_task, const std::string& kind, int sleep_us) {
+            if (n_tasks < 0 || n_tasks > (int64_t(1) << 24)) throw InputError("[threads] bad n_tasks");
+            std::vector<std::atomic<int>> counts(static_cast<size_t>(n_tasks));
+            std::vector<std::atomic<int>> seen(runtime::kMaxThreads);
+            {
+                py::gil_scoped_release nogil;
+                runtime::parallel_for(
+                    n_tasks,
+                    [&](int64_t t, int thread) {
+                        counts[static_cast<size_t>(t)].fetch_add(1);
+                        seen[static_cast<size_t>(thread)].store(1);
+                        if (sleep_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+                        if (t == fail_task) {
+                            if (kind == "runtime") throw std::runtime_error("selftest failure in task " + std::to_string(t));
+                            throw InputError("[threads] selftest failure in task " + std::to_string(t));
+                        }
+                    },
+                    n_threads);
+            }
+            std::vector<int> out(counts.size());
+            for (size_t i = 0; i < counts.size(); ++i) out[i] = counts[i].load();
+            int used = 0;
+            for (auto& s : seen) used += s.load();
+            return py::make_tuple(out, used);
+        },
+        py::arg("n_tasks"), py::arg("n_threads") = 0, py::arg("fail_task") = -1, py::arg("kind") = "input",
+        py::arg("sleep_us") = 0);
+}

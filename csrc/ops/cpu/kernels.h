@@ -1,0 +1,87 @@
+// CPU kernel table: one per ISA path (scalar, avx2, avx512, neon), each filled by the file
+// of that name compiled with its own target flags, chosen once at run time
+// (cpu_features.h: selected_isa(), UNIGEMMA_ISA override). The scalar table is the reference
+// every other path is tested against; a nullptr entry means "use the scalar entry".
+//
+// Quantized matmul works on quantized activations: an input row x (f32) is quantized once
+// into the weight type's activation partner and reused by every weight row that reads it:
+//   weights Q4_0, Q5_0, Q8_0, IQ4_NL -> Q8_0 activations  (f16 d, 32 x int8)
+//   weights Q4_1, Q5_1               -> Q8_1 activations  (f16 d, f16 s = d * sum(q), 32 x int8)
+//   weights Q2_K..Q6_K               -> Q8_K activations  (f32 d, 256 x int8, 16 x int16 bsums)
+//   weights F32, F16, BF16           -> F32 activations   (no quantization)
+// All layouts are those of quant/block_layouts.h (GGML's), so kernels read file data in place.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gguf/ggml_types.h"
+
+namespace unigemma::cpu {
+
+using gguf::GGMLType;
+
+constexpr int kMaxTypeId = 42;  // > every GGMLType id
+
+// The activation format paired with a weight type (throws InputError if there is none).
+GGMLType activation_type(GGMLType weight);
+
+// out = sum_i w[i] * x[i] over n elements (n a multiple of the weight block size);
+// w: one row of weight blocks, x: the matching activation blocks.
+using VecDotFn = void (*)(int64_t n, float* out, const void* w, const void* x);
+
+// Quantize n floats (n a multiple of the activation block size) to activation blocks.
+using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
+
+// Register-tiled multi-row x multi-column dot products:
+//   out[c * out_stride + r] = dot(w + r * w_stride, x + c * x_stride), r < nr, c < nc,
+// with 1 <= nr <= kTileRows and 1 <= nc <= kTileCols. Strides in bytes for w and x, in
+// floats for out. Reusing each loaded weight block for nc columns is what makes GEMM
+// (prefill) compute-bound instead of bandwidth-bound.
+constexpr int kTileRows = 4;
+constexpr int kTileCols = 4;
+using TileDotFn = void (*)(int64_t n, int nr, int nc, float* out, int64_t out_stride, const void* w,
+                           size_t w_stride, const void* x, size_t x_stride);
+
+struct KernelTable {
+    const char* isa = nullptr;
+    VecDotFn vec_dot[kMaxTypeId] = {};          // indexed by weight type id
+    TileDotFn tile_dot[kMaxTypeId] = {};        // indexed by weight type id
+    QuantizeActFn quantize_act[kMaxTypeId] = {};  // indexed by activation type id
+    // Elementwise / reductions (n elements, any n >= 1):
+    void (*rms_norm)(float* y, const float* x, const float* w, int64_t n, float eps) = nullptr;  // w may be null
+    void (*layer_norm)(float* y, const float* x, const float* w, const float* b, int64_t n, float eps) = nullptr;
+    void (*gelu_tanh)(float* y, const float* x, int64_t n) = nullptr;
+    void (*gelu_tanh_mul)(float* y, const float* gate, const float* up, int64_t n) = nullptr;  // gelu(gate) * up
+    void (*softmax)(float* y, const float* x, int64_t n) = nullptr;
+    void (*softcap)(float* y, const float* x, int64_t n, float cap) = nullptr;  // cap * tanh(x / cap)
+    void (*add)(float* y, const float* a, const float* b, int64_t n) = nullptr;
+    void (*mul)(float* y, const float* a, const float* b, int64_t n) = nullptr;
+    void (*scale)(float* y, const float* x, float s, int64_t n) = nullptr;
+    // NEOX RoPE on one head of dim d: pairs (i, i + d/2) rotate by pos * inv_freq[i]
+    // (inv_freq[i] = 0 leaves the pair unrotated: proportional RoPE).
+    void (*rope_neox)(float* x, int64_t d, float pos, const float* inv_freq) = nullptr;
+};
+
+// The table of one path; throws InputError if that path is not compiled in or the CPU
+// lacks it. Entries the path does not provide are filled from the scalar table.
+const KernelTable& kernels_for(const std::string& isa);
+// The table of the selected path (selected_isa()).
+const KernelTable& kernels();
+
+// Per-ISA table constructors (one per ops/cpu/<isa>.cpp); return nullptr when not built.
+const KernelTable* scalar_table();
+const KernelTable* avx2_table();
+const KernelTable* avx512_table();
+const KernelTable* neon_table();
+// Variants for tests and benchmarks: the AVX-512 table without VNNI (avx512_table() uses
+// VNNI when the CPU has it) and the NEON table without dotprod (neon_table() uses dotprod
+// when the CPU has it). nullptr when not built.
+const KernelTable* avx512_novnni_table();
+const KernelTable* neon_nodotprod_table();
+// Names kernels_for() accepts beyond available_isas(), for those this CPU can run:
+// "avx512-novnni" when the CPU has AVX-512 and VNNI, "neon-nodotprod" when it has dotprod.
+std::vector<std::string> kernel_variants();
+
+}  // namespace unigemma::cpu

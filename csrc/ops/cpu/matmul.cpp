@@ -1,0 +1,234 @@
+// Matmul driver. Layout of the work:
+//
+// Activations: x is quantized once per call into the activation format of the weight type
+// (kernels.h), one row per token, each row padded to a 64-byte multiple, into a buffer owned
+// by the calling thread that only grows (no allocation per call in steady state). F32
+// activations (float weight types) are read from x in place.
+//
+// GEMV (one token): bandwidth-bound. Rows are cut into chunks of ~kGemvChunkBytes of weights
+// (a multiple of kTileRows rows), handed out dynamically to the pool threads: each chunk is a
+// contiguous stream of weight rows, so the hardware prefetchers see long sequential runs, and
+// a thread slowed by another process on its core simply takes fewer chunks.
+//
+// GEMM (many tokens): compute-bound. The row x token plane is cut into tasks of one row
+// block (RB rows, weights ~1/4 of L2) x one token range; inside a task, token blocks of TB
+// tokens (activations ~1/2 of L2) are walked, and for every group of kTileRows rows the tile
+// kernel sweeps the block's tokens kTileCols at a time. The RB rows stay in L2 across all
+// token blocks (weights read from memory once per task), the TB activation rows stay in L2
+// across the row groups, and each group of rows is reused for TB tokens from L1/L2.
+// Threads split over row blocks; when there are too few row blocks to keep every thread busy,
+// tokens are split too.
+//
+// Determinism: every split (chunks, RB, TB, token ranges) falls on multiples of kTileRows /
+// kTileCols counted from row 0 / token 0, so each output element comes from the same kernel
+// call shape (same nr, nc, position in the tile) whatever the thread count.
+#include "ops/cpu/matmul.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "common/error.h"
+#include "quant/quant.h"
+#include "runtime/thread_pool.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace unigemma::cpu {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+constexpr int64_t kGemvChunkBytes = 128 * 1024;  // weights per GEMV task
+constexpr int kTasksPerThread = 4;               // dynamic balance on a shared machine
+
+// Grow-only 64-byte aligned buffer, one per calling thread.
+class Scratch {
+public:
+    Scratch() = default;
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    ~Scratch() { std::free(p_); }
+    uint8_t* get(size_t n) {
+        if (n > cap_) {
+            size_t want = std::max(n, cap_ + cap_ / 2);
+            want = (want + kAlign - 1) / kAlign * kAlign;
+            void* q = std::aligned_alloc(kAlign, want);
+            if (!q) throw InputError("[matmul] cannot allocate " + std::to_string(want) + " bytes of activation scratch");
+            std::free(p_);
+            p_ = static_cast<uint8_t*>(q);
+            cap_ = want;
+        }
+        return p_;
+    }
+
+private:
+    uint8_t* p_ = nullptr;
+    size_t cap_ = 0;
+};
+
+thread_local Scratch t_act_scratch;
+
+size_t l2_bytes() {
+    static const size_t v = [] {
+        long s = -1;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+        s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        size_t b = s > 0 ? static_cast<size_t>(s) : size_t(1) << 20;
+        return std::clamp<size_t>(b, size_t(256) << 10, size_t(4) << 20);
+    }();
+    return v;
+}
+
+std::string type_name(GGMLType t) {
+    const auto tr = gguf::type_traits(static_cast<uint32_t>(t));
+    return tr.name ? tr.name : "type id " + std::to_string(static_cast<uint32_t>(t));
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t m) { return ceil_div(a, m) * m; }
+
+struct Problem {
+    VecDotFn vec_dot;
+    TileDotFn tile_dot;
+    const uint8_t* w;
+    size_t w_stride;
+    const uint8_t* act;
+    size_t a_stride;
+    int64_t rows, cols, tokens;
+    float* y;
+};
+
+// Rows [r0, r1) of token t0..t0+nc-1, r0 a multiple of kTileRows: tile kernel if there is one.
+inline void tile(const Problem& p, int64_t r, int nr, int64_t t, int nc) {
+    const uint8_t* wr = p.w + static_cast<size_t>(r) * p.w_stride;
+    const uint8_t* xt = p.act + static_cast<size_t>(t) * p.a_stride;
+    float* out = p.y + t * p.rows + r;
+    if (p.tile_dot) {
+        p.tile_dot(p.cols, nr, nc, out, p.rows, wr, p.w_stride, xt, p.a_stride);
+        return;
+    }
+    for (int c = 0; c < nc; ++c)
+        for (int i = 0; i < nr; ++i)
+            p.vec_dot(p.cols, out + c * p.rows + i, wr + static_cast<size_t>(i) * p.w_stride, xt + c * p.a_stride);
+}
+
+void gemv(const Problem& p, int nt) {
+    const int64_t groups = ceil_div(p.rows, kTileRows);
+    const int64_t group_bytes = static_cast<int64_t>(p.w_stride) * kTileRows;
+    int64_t per_task = std::max<int64_t>(1, kGemvChunkBytes / group_bytes);
+    if (nt > 1) per_task = std::min(per_task, std::max<int64_t>(1, groups / (int64_t(kTasksPerThread) * nt)));
+    const int64_t n_tasks = ceil_div(groups, per_task);
+    runtime::parallel_for(
+        n_tasks,
+        [&](int64_t task, int) {
+            const int64_t r0 = task * per_task * kTileRows;
+            const int64_t r1 = std::min(p.rows, r0 + per_task * kTileRows);
+            if (p.vec_dot) {
+                const uint8_t* wr = p.w + static_cast<size_t>(r0) * p.w_stride;
+                for (int64_t r = r0; r < r1; ++r, wr += p.w_stride) p.vec_dot(p.cols, p.y + r, wr, p.act);
+            } else {
+                for (int64_t r = r0; r < r1; r += kTileRows)
+                    tile(p, r, static_cast<int>(std::min<int64_t>(kTileRows, r1 - r)), 0, 1);
+            }
+        },
+        nt);
+}
+
+void gemm(const Problem& p, int nt) {
+    const size_t l2 = l2_bytes();
+    // Token block: activations ~ half of L2.
+    int64_t tb = static_cast<int64_t>(l2 / 2 / p.a_stride) / kTileCols * kTileCols;
+    tb = std::clamp<int64_t>(tb, kTileCols, round_up(p.tokens, kTileCols));
+    // Row block: weights ~ a quarter of L2; smaller if that leaves threads idle.
+    int64_t rb = static_cast<int64_t>(l2 / 4 / p.w_stride) / kTileRows * kTileRows;
+    rb = std::max<int64_t>(rb, kTileRows);
+    if (nt > 1 && ceil_div(p.rows, rb) < int64_t(kTasksPerThread) * nt)
+        rb = std::max<int64_t>(kTileRows, round_up(ceil_div(p.rows, int64_t(kTasksPerThread) * nt), kTileRows));
+    const int64_t n_rb = ceil_div(p.rows, rb);
+    // Token ranges (multiples of kTileCols): more than one only when row blocks are too few.
+    int64_t n_ts = 1;
+    if (nt > 1 && n_rb < 2 * nt) n_ts = std::min(ceil_div(p.tokens, kTileCols), ceil_div(2 * nt, n_rb));
+    const int64_t ts = round_up(ceil_div(p.tokens, n_ts), kTileCols);
+    n_ts = ceil_div(p.tokens, ts);
+
+    runtime::parallel_for(
+        n_rb * n_ts,
+        [&](int64_t task, int) {
+            const int64_t r_begin = (task / n_ts) * rb;
+            const int64_t r_end = std::min(p.rows, r_begin + rb);
+            const int64_t t_begin = (task % n_ts) * ts;
+            const int64_t t_end = std::min(p.tokens, t_begin + ts);
+            for (int64_t t0 = t_begin; t0 < t_end; t0 += tb) {
+                const int64_t t1 = std::min(t_end, t0 + tb);
+                for (int64_t r = r_begin; r < r_end; r += kTileRows) {
+                    const int nr = static_cast<int>(std::min<int64_t>(kTileRows, r_end - r));
+                    for (int64_t t = t0; t < t1; t += kTileCols)
+                        tile(p, r, nr, t, static_cast<int>(std::min<int64_t>(kTileCols, t1 - t)));
+                }
+            }
+        },
+        nt);
+}
+
+}  // namespace
+
+void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
+            const float* x, int64_t n_tokens, float* y, int n_threads) {
+    const auto wid = static_cast<uint32_t>(wtype);
+    const auto wtr = gguf::type_traits(wid);
+    if (!wtr.name || wid >= static_cast<uint32_t>(kMaxTypeId))
+        throw InputError("[matmul] unknown weight type " + type_name(wtype));
+    const VecDotFn vec_dot = k.vec_dot[wid];
+    const TileDotFn tile_dot = k.tile_dot[wid];
+    const char* isa = k.isa ? k.isa : "?";
+    if (!vec_dot && !tile_dot)
+        throw InputError("[matmul] no kernel for weight type " + type_name(wtype) + " on the " + isa + " path");
+    const GGMLType atype = activation_type(wtype);
+    const auto atr = gguf::type_traits(static_cast<uint32_t>(atype));
+    if (rows < 0 || n_tokens < 0)
+        throw InputError("[matmul] negative size: rows " + std::to_string(rows) + ", tokens " + std::to_string(n_tokens));
+    if (cols <= 0) throw InputError("[matmul] cols must be positive, got " + std::to_string(cols));
+    if (cols % wtr.block_size != 0 || cols % atr.block_size != 0)
+        throw InputError("[matmul] cols " + std::to_string(cols) + " is not a multiple of the " + wtr.name +
+                         " block size " + std::to_string(std::max(wtr.block_size, atr.block_size)));
+    const size_t w_row = quant::row_bytes(wtype, cols);
+    if (w_row_stride < w_row)
+        throw InputError("[matmul] weight row stride " + std::to_string(w_row_stride) + " is less than one " +
+                         wtr.name + " row of " + std::to_string(cols) + " (" + std::to_string(w_row) + " bytes)");
+    if (n_threads < 0) throw InputError("[matmul] negative thread count " + std::to_string(n_threads));
+    if (rows == 0 || n_tokens == 0) return;
+    if (!w || !x || !y) throw InputError("[matmul] null buffer");
+    const int nt = n_threads > 0 ? n_threads : runtime::get_threads();
+
+    Problem p{vec_dot, tile_dot, static_cast<const uint8_t*>(w), w_row_stride, nullptr, 0, rows, cols, n_tokens, y};
+    if (atype == GGMLType::F32) {
+        p.act = reinterpret_cast<const uint8_t*>(x);
+        p.a_stride = static_cast<size_t>(cols) * sizeof(float);
+    } else {
+        const QuantizeActFn quantize = k.quantize_act[static_cast<uint32_t>(atype)];
+        if (!quantize)
+            throw InputError("[matmul] no " + type_name(atype) + " activation quantizer on the " + isa + " path");
+        const size_t a_stride = static_cast<size_t>(round_up(static_cast<int64_t>(quant::row_bytes(atype, cols)), kAlign));
+        uint8_t* buf = t_act_scratch.get(a_stride * static_cast<size_t>(n_tokens));
+        if (n_tokens == 1 || nt == 1) {
+            for (int64_t t = 0; t < n_tokens; ++t) quantize(x + t * cols, buf + static_cast<size_t>(t) * a_stride, cols);
+        } else {
+            runtime::parallel_for(
+                n_tokens, [&](int64_t t, int) { quantize(x + t * cols, buf + static_cast<size_t>(t) * a_stride, cols); },
+                nt);
+        }
+        p.act = buf;
+        p.a_stride = a_stride;
+    }
+    if (n_tokens == 1)
+        gemv(p, nt);
+    else
+        gemm(p, nt);
+}
+
+}  // namespace unigemma::cpu

@@ -1,0 +1,44 @@
+// CPU matrix multiplication driver over the kernel table (kernels.h): quantizes the input
+// once into the weight type's activation format, then runs GEMV (one token: decoding) or
+// cache-blocked GEMM (many tokens: prefill) on the thread pool (runtime/thread_pool.h).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "ops/cpu/kernels.h"
+
+namespace unigemma::cpu {
+
+// y[t * rows + r] = sum_c W[r, c] * x[t * cols + c] for r < rows, t < n_tokens.
+//
+// W is in GGUF layout: row r is one row of `cols` elements of type `wtype` (cols / block
+// size blocks) starting at w + r * w_row_stride (w_row_stride >= quant::row_bytes(wtype,
+// cols)). x is n_tokens rows of cols floats, y is n_tokens rows of `rows` floats. n_threads:
+// 0 = the pool default (runtime::get_threads()).
+//
+// Results are bitwise independent of n_threads: every output element is computed by the same
+// kernel call shape (tiles are aligned to multiples of kTileRows x kTileCols from row 0 /
+// token 0 whatever the split), and no reduction crosses threads. A token's result in a batch
+// (n_tokens > 1, tile kernel) may differ in the last bits from the same token alone (n_tokens
+// == 1, row kernel).
+//
+// Scratch: the quantized activations go into a per-calling-thread buffer that only grows.
+// Throws InputError on bad sizes, a type without a kernel, or a null buffer.
+void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
+            const float* x, int64_t n_tokens, float* y, int n_threads);
+
+// ---- Machine probes for `unigemma bench kernels` (defined in bench_probes.cpp).
+
+// STREAM-style read bandwidth in GB/s (1e9 bytes/s): n_threads threads (0 = pool default)
+// each sum their slice of a `bytes` buffer with 8 independent vector accumulators; best of
+// `reps` passes. The buffer is allocated, first-touched by the same threads and freed here.
+double bench_read_bandwidth(size_t bytes, int n_threads, int reps);
+
+// Peak single-precision FMA rate in GFLOP/s (2 flops per lane per FMA) with independent FMA
+// chains held in registers, per thread, on n_threads threads; best of `reps`. isa: "avx512",
+// "avx2", "neon" or "scalar" ("" = the widest this CPU has). Throws InputError if the CPU
+// lacks it.
+double bench_peak_gflops(int n_threads, const std::string& isa, int reps);
+
+}  // namespace unigemma::cpu
