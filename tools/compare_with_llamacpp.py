@@ -290,15 +290,13 @@ def write_wav(path: Path, seconds=1.0, sr=16000):
 _NOISE = re.compile(r"0x[0-9a-fA-F]+|\d+\.\d+ ?(ms|s|MiB|GiB|t/s)|\d{2,}\.\d{2}\.\d{3}\.\d{3}")
 
 
-def warn_lines(log: Path, replace: dict[str, str]) -> list[str]:
+def warn_lines(log: Path) -> list[str]:
+    """Warning / error lines of a llama.cpp log, with addresses and timings masked."""
     out = []
     for line in log.read_text(errors="replace").splitlines():
         m = re.match(r"^\d+\.\d+\.\d+\.\d+ ([WE]) (.*)$", line)
         if m or re.search(r"\b(error|warning|failed|GGML_ASSERT)\b", line, re.I):
-            s = m.group(1) + " " + m.group(2) if m else line.strip()
-            for k, v in replace.items():
-                s = s.replace(k, v)
-            out.append(_NOISE.sub("#", s))
+            out.append(_NOISE.sub("#", m.group(1) + " " + m.group(2) if m else line.strip()))
     return out
 
 
@@ -315,8 +313,8 @@ def run_pair(bins, name, cfg, kind, ot, argv_theirs, argv_ours, logdir: Path, ex
         tail = " | ".join(lo.read_text(errors="replace").strip().splitlines()[-4:])
         record(cfg, kind, ot, f"load:{name}", "FAIL", f"rc={ro} (theirs rc={rt}); log {lo}: {tail}")
         return
-    wt = set(warn_lines(lt, {}))
-    new = [w for w in dict.fromkeys(warn_lines(lo, {})) if w not in wt]
+    wt = set(warn_lines(lt))
+    new = [w for w in dict.fromkeys(warn_lines(lo)) if w not in wt]
     same = to == tt and xo == xt
     detail = f"{dto:.1f}s; output {'==' if same else '!='} llama.cpp's files" + (f" ({xo})" if xo else "")
     if not same:
@@ -325,7 +323,7 @@ def run_pair(bins, name, cfg, kind, ot, argv_theirs, argv_ours, logdir: Path, ex
         detail += f"; warnings only with our files: {new}"
     ok = same and rt == 0 and (not xo or "n_drafted=0" not in xo)
     record(cfg, kind, ot, f"load:{name}", "PASS" if ok else "FAIL", detail)
-    for w in set(warn_lines(lo, {})) & wt:
+    for w in set(warn_lines(lo)) & wt:
         SHARED_WARNINGS.setdefault(w, set()).add(name)
 
 
@@ -377,40 +375,43 @@ def main(argv=None) -> int:
         if not cores:
             sys.exit("no build-dev/_core*.so: build the extension or pass --unigemma-pythonpath")
         shutil.copy(cores[0], pkg / "unigemma")
-    pairs = [p.split(":") for p in a.pairs.split(",") if p]
+    pairs = []  # (label, target dir name, assistant dir name)
+    for item in filter(None, a.pairs.split(",")):
+        cfg, asst = item.split(":")
+        pairs.append((cfg if asst == f"assistant_{cfg}" else f"{cfg}+{asst}", cfg, asst))
     conv_ots = [o for o in a.outtypes.split(",") if o]
     q_ots = [o for o in a.quants.split(",") if o]
     all_ots = conv_ots + q_ots
     times = {}
 
-    def th(cfg, kind, ot):
+    def th(src, kind, ot):  # src: the checkpoint dir name the file comes from
         if kind == "mmproj" and ot in QUANT_OTS:
             ot = "q8_0"  # our policy: mmproj uses the q8_0 converter rules for llama-quantize outtypes
-        return th_dir / cfg / f"{kind}.{ot}.gguf"
+        return th_dir / src / f"{kind}.{ot}.gguf"
 
-    def us(cfg, kind, ot):
-        return us_dir / cfg / (ot + ("" if kind == "text" else f"-{kind}") + ".gguf")
+    def us(label, kind, ot):
+        return us_dir / label / (ot + ("" if kind == "text" else f"-{kind}") + ".gguf")
 
     # ---- 1. conversions --------------------------------------------------------------------
     conv = root / "convert_hf_to_gguf.py"
-    tasks = []
-    for cfg, asst in pairs:
-        (th_dir / cfg).mkdir(exist_ok=True)
-        (us_dir / cfg).mkdir(exist_ok=True)
-        ck, ack = a.checkpoints / cfg, a.checkpoints / asst
-        ots_needed = sorted(set(conv_ots) | ({"f16", "q8_0"} if q_ots else set()))
+    tasks, seen = [], set()
+    ots_needed = sorted(set(conv_ots) | ({"f16", "q8_0"} if q_ots else set()))
+    for label, cfg, asst in pairs:
         for ot in ots_needed:
-            for kind, src, extra in (("text", ck, []), ("mmproj", ck, ["--mmproj"]), ("assistant", ack, [])):
-                out = th(cfg, kind, ot)
-                if a.reuse and out.exists():
+            for kind, src, extra in (("text", cfg, []), ("mmproj", cfg, ["--mmproj"]), ("assistant", asst, [])):
+                out = th(src, kind, ot)
+                out.parent.mkdir(exist_ok=True)
+                if out in seen or (a.reuse and out.exists()):
                     continue
-                tasks.append((f"theirs {cfg} {kind} {ot}", [a.python, conv, src, *extra, "--outtype", ot, "--outfile",
-                                                            out], logs / f"conv.theirs.{cfg}.{kind}.{ot}.log",
+                seen.add(out)
+                tasks.append((f"theirs {src} {kind} {ot}", [a.python, conv, a.checkpoints / src, *extra, "--outtype", ot,
+                                                            "--outfile", out], logs / f"conv.theirs.{src}.{kind}.{ot}.log",
                               {"PYTHONPATH": str(gguf_py)}))
+        (us_dir / label).mkdir(exist_ok=True)
         for ot in all_ots:
-            tasks.append((f"ours {cfg} {ot}", [a.python, "-m", "unigemma", "convert", ck, "--outtype", ot, "--assistant",
-                                               ack, "-o", us_dir / cfg / ot, "-q", "-t", "1"],
-                          logs / f"conv.ours.{cfg}.{ot}.log", {"PYTHONPATH": str(pkg)}))
+            tasks.append((f"ours {label} {ot}", [a.python, "-m", "unigemma", "convert", a.checkpoints / cfg, "--outtype",
+                                                 ot, "--assistant", a.checkpoints / asst, "-o", us_dir / label / ot, "-q",
+                                                 "-t", "1"], logs / f"conv.ours.{label}.{ot}.log", {"PYTHONPATH": str(pkg)}))
 
     def do(task):
         label, cmd, log, env = task
@@ -421,13 +422,11 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(a.jobs) as ex:
         conv_res = list(ex.map(do, tasks))
     times["conversions"] = time.time() - t0
-    failed_conv = set()
     for label, rc, dt, log in conv_res:
         who, cfg, *rest = label.split()
         if rc != 0:
             tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
             record(cfg, rest[0] if who == "theirs" else "all", rest[-1], f"convert:{who}", "FAIL", f"rc={rc}: {tail}")
-            failed_conv.add(label)
     sum_th = sum(dt for lb, _, dt, _ in conv_res if lb.startswith("theirs"))
     sum_us = sum(dt for lb, _, dt, _ in conv_res if lb.startswith("ours"))
     times["  (sum of llama.cpp converter runs)"] = sum_th
@@ -435,15 +434,16 @@ def main(argv=None) -> int:
 
     # ---- 2. llama-quantize -----------------------------------------------------------------
     t0 = time.time()
-    qtasks = []
-    for cfg, _ in pairs:
+    qtasks, seen = [], set()
+    for _, cfg, asst in pairs:
         for ot in q_ots:
-            for kind in ("text", "assistant"):
-                out = th(cfg, kind, ot)
-                if a.reuse and out.exists():
+            for kind, src in (("text", cfg), ("assistant", asst)):
+                out = th(src, kind, ot)
+                if out in seen or (a.reuse and out.exists()):
                     continue
-                qtasks.append((f"quant {cfg} {kind} {ot}", [bins / "llama-quantize", th(cfg, kind, "f16"), out,
-                                                            QUANT_OTS[ot]], logs / f"quant.{cfg}.{kind}.{ot}.log", None))
+                seen.add(out)
+                qtasks.append((f"quant {src} {kind} {ot}", [bins / "llama-quantize", th(src, kind, "f16"), out,
+                                                            QUANT_OTS[ot]], logs / f"quant.{src}.{kind}.{ot}.log", None))
     with ThreadPoolExecutor(a.jobs) as ex:
         for label, rc, dt, log in ex.map(do, qtasks):
             if rc != 0:
@@ -453,15 +453,15 @@ def main(argv=None) -> int:
 
     # ---- 3. file comparisons ---------------------------------------------------------------
     t0 = time.time()
-    for cfg, _ in pairs:
+    for label, cfg, asst in pairs:
         for ot in all_ots:
             for kind in KINDS:
-                t, o = th(cfg, kind, ot), us(cfg, kind, ot)
+                t, o = th(asst if kind == "assistant" else cfg, kind, ot), us(label, kind, ot)
                 if not t.exists() or not o.exists():
-                    record(cfg, kind, ot, "files", "FAIL", f"missing: {[str(p) for p in (t, o) if not p.exists()]}")
+                    record(label, kind, ot, "files", "FAIL", f"missing: {[str(p) for p in (t, o) if not p.exists()]}")
                     continue
                 strict = None if (ot in CONV_OTS or kind == "mmproj") else KQUANTS
-                compare_files(cfg, kind, ot, t, o, strict)
+                compare_files(label, kind, ot, t, o, strict)
     times["file comparisons"] = time.time() - t0
 
     # ---- 4. llama.cpp load / decode --------------------------------------------------------
@@ -471,23 +471,24 @@ def main(argv=None) -> int:
         write_png(png)
         write_wav(wav)
         runs = []
-        for cfg, _ in pairs:
+        for label, cfg, asst in pairs:
             for ot in all_ots:
-                tt, ut = th(cfg, "text", ot), us(cfg, "text", ot)
+                tt, ut = th(cfg, "text", ot), us(label, "text", ot)
                 if not (tt.exists() and ut.exists()):
                     continue
-                runs.append(("completion", cfg, "text", ot, extract_none,
+                runs.append(("completion", label, "text", ot, lambda _t: "",
                              lambda m: ["llama-completion", "-m", m[0], "-p", "hello", "-n", "4", "--temp", "0",
                                         "-no-cnv", "-t", "1"], (tt,), (ut,)))
                 if ot not in a.mm_outtypes.split(","):
                     continue
-                tm, um, ta, ua = th(cfg, "mmproj", ot), us(cfg, "mmproj", ot), th(cfg, "assistant", ot), us(cfg, "assistant", ot)
+                tm, um = th(cfg, "mmproj", ot), us(label, "mmproj", ot)
+                ta, ua = th(asst, "assistant", ot), us(label, "assistant", ot)
                 for name, media in (("image", ["--image", png]), ("audio", ["--audio", wav])):
-                    runs.append((name, cfg, "mmproj", ot, extract_none,
+                    runs.append((name, label, "mmproj", ot, lambda _t: "",
                                  lambda m, media=media: ["llama-mtmd-cli", "-m", m[0], "--mmproj", m[1], *media, "-p",
                                                          "describe", "-n", "4", "--temp", "0", "--jinja", "-t", "1"],
                                  (tt, tm), (ut, um)))
-                runs.append(("spec", cfg, "assistant", ot, spec_stats,
+                runs.append(("spec", label, "assistant", ot, spec_stats,
                              lambda m: ["llama-speculative-simple", "-m", m[0], "-md", m[1], "--spec-type", "draft-mtp",
                                         "-p", "hello world", "-n", "16", "--temp", "0", "-t", "1"], (tt, ta), (ut, ua)))
 
@@ -506,17 +507,11 @@ def main(argv=None) -> int:
     return report(pairs, all_ots, times, work)
 
 
-def extract_none(_text):
-    return ""
-
-
 def report(pairs, ots, times, work) -> int:
     cols = ["tensors", "order", "bytes", "metadata", "load"]
     idx = {}
     for r in RESULTS:
         col = "load" if r["check"].startswith("load:") else r["check"]
-        if col.endswith(":warnings") or col.startswith("load:"):
-            col = "load"
         idx.setdefault((r["cfg"], r["kind"], r["ot"], col), []).append(r["status"])
 
     def cell(k):
@@ -525,13 +520,13 @@ def report(pairs, ots, times, work) -> int:
             return "-"
         return "FAIL" if "FAIL" in st else ("PASS" if "PASS" in st else "info")
     print(f"\n{'config':14} {'file':10} {'outtype':7} " + " ".join(f"{c:9}" for c in cols))
-    for cfg, _ in pairs:
+    for cfg, _, _ in pairs:
         for kind in KINDS:
             for ot in ots:
                 print(f"{cfg:14} {kind:10} {ot:7} " + " ".join(f"{cell((cfg, kind, ot, c)):9}" for c in cols))
-    other = [r for r in RESULTS if r["check"] not in ("tensors", "order", "bytes", "metadata", "kquant-bytes")
-             and not r["check"].startswith("load:")]
-    for r in other:
+    for r in RESULTS:
+        if r["check"] in ("tensors", "order", "bytes", "metadata", "kquant-bytes") or r["check"].startswith("load:"):
+            continue
         print(f"{r['cfg']:14} {r['kind']:10} {r['ot']:7} {r['check']}: {r['status']}")
     if SHARED_WARNINGS:
         print("\nllama.cpp warnings printed for its own files as well as for ours (not counted):")

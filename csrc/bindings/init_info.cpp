@@ -17,7 +17,7 @@ void init_info(py::module_& m) {
         const auto& f = unigemma::cpu::features();
         py::dict feats;
         feats["avx2"] = f.avx2; feats["fma"] = f.fma; feats["f16c"] = f.f16c;
-        feats["avx512f"] = f.avx512f; feats["avx512bw"] = f.avx512bw; feats["avx512vl"] = f.avx512vl;
+        feats["avx512f"] = f.avx512f; feats["avx512bw"] = f.avx512bw; feats["avx512vl"] = f.avx512vl; feats["avx512dq"] = f.avx512dq;
         feats["avx512vnni"] = f.avx512vnni; feats["neon"] = f.neon; feats["dotprod"] = f.dotprod;
         d["cpu_features"] = feats;
         d["available_isas"] = unigemma::cpu::available_isas();

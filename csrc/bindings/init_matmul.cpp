@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -107,6 +108,54 @@ void init_matmul(py::module_& m) {
         },
         py::arg("n_threads") = 0, py::arg("isa") = py::none(), py::arg("reps") = 5,
         "Peak float32 FMA rate in GFLOP/s (independent FMA chains in registers), best of `reps`.");
+
+    // Timing loop for `unigemma bench kernels`, in C++ so that no Python overhead is timed:
+    // w_raw holds `copies` back-to-back copies of a rows x cols matrix; each round calls
+    // matmul once per copy (rotating copies keeps a GEMV from running out of the last-level
+    // cache). Rounds repeat until both min_rounds and min_seconds are reached; returns the
+    // best round's seconds per call. warmup: one untimed round first.
+    m.def(
+        "bench_matmul",
+        [](const py::array& w_raw, const std::string& wtype_name, int64_t rows, int64_t cols, int64_t copies,
+           const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int n_threads,
+           const std::optional<std::string>& isa, double min_seconds, int min_rounds, bool warmup) {
+            if (!py::isinstance<py::array_t<uint8_t>>(w_raw) || !(w_raw.flags() & py::array::c_style))
+                throw InputError("[bench] w_raw must be a C-contiguous uint8 array");
+            if (copies < 1 || min_rounds < 1) throw InputError("[bench] copies and min_rounds must be >= 1");
+            if (rows <= 0 || cols <= 0) throw InputError("[bench] rows and cols must be positive");
+            if (x.ndim() != 2 || x.shape(1) != cols) throw InputError("[bench] x must be [tokens, cols]");
+            const auto wtype = gguf::type_from_name(wtype_name);
+            const size_t rb = quant::row_bytes(wtype, cols);
+            const size_t mat = rb * static_cast<size_t>(rows);
+            if (static_cast<size_t>(w_raw.nbytes()) < mat * static_cast<size_t>(copies))
+                throw InputError("[bench] w_raw is smaller than copies x one matrix");
+            const int64_t tokens = x.shape(0);
+            const cpu::KernelTable& k = table_for(isa);
+            std::vector<float> y(static_cast<size_t>(tokens * rows));
+            const auto* w = static_cast<const uint8_t*>(w_raw.data());
+            const float* xp = x.data();
+            py::gil_scoped_release nogil;
+            auto round = [&] {
+                for (int64_t c = 0; c < copies; ++c)
+                    cpu::matmul(k, wtype, w + static_cast<size_t>(c) * mat, rows, cols, rb, xp, tokens, y.data(),
+                                n_threads);
+            };
+            if (warmup) round();
+            using Clock = std::chrono::steady_clock;
+            const auto start = Clock::now();
+            double best = std::numeric_limits<double>::infinity();
+            for (int r = 0;; ++r) {
+                const auto t0 = Clock::now();
+                round();
+                const auto t1 = Clock::now();
+                best = std::min(best, std::chrono::duration<double>(t1 - t0).count() / static_cast<double>(copies));
+                if (r + 1 >= min_rounds && std::chrono::duration<double>(t1 - start).count() >= min_seconds) break;
+            }
+            return best;
+        },
+        py::arg("w_raw"), py::arg("wtype"), py::arg("rows"), py::arg("cols"), py::arg("copies"), py::arg("x"),
+        py::arg("n_threads") = 0, py::arg("isa") = py::none(), py::arg("min_seconds") = 0.5,
+        py::arg("min_rounds") = 3, py::arg("warmup") = true);
 
     // Test hook: runs n_tasks tasks on the pool; task `fail_task` throws (kind "input":
     // InputError, "runtime": std::runtime_error). Each task sleeps sleep_us microseconds.

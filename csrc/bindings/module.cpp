@@ -7,6 +7,7 @@ void init_errors(py::module_& m);
 void init_gguf(py::module_& m);
 void init_quant(py::module_& m);
 void init_info(py::module_& m);
+void init_kernels(py::module_& m);
 void init_matmul(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -15,5 +16,6 @@ PYBIND11_MODULE(_core, m) {
     init_gguf(m);
     init_quant(m);
     init_info(m);
+    init_kernels(m);
     init_matmul(m);
 }

@@ -76,8 +76,15 @@ struct RegionFlag {
 using TaskFn = FunctionRef<void(int64_t, int)>;
 using RunFn = FunctionRef<void(int, int)>;
 
-constexpr int kPartBits = 16;  // state_ = generation << kPartBits | participants
-static_assert(kMaxThreads < (1 << kPartBits), "participant count must fit the state word");
+// state_ = generation << kStateShift | per_thread << kPartBits | participants: one atomic
+// snapshot tells a worker everything it needs to decide whether and how to join a job.
+constexpr int kPartBits = 16;
+constexpr int kStateShift = kPartBits + 1;
+constexpr uint64_t kPartMask = (uint64_t(1) << kPartBits) - 1;
+static_assert(kMaxThreads <= static_cast<int>(kPartMask), "participant count must fit the state word");
+// The task counter is (generation & 0xffffffff) << 32 | next task index, so a worker that
+// wakes late, after its job ended, cannot take a task of the next job by mistake.
+constexpr int64_t kMaxTasks = (int64_t(1) << 31) - 1;
 
 class Pool {
 public:
@@ -93,7 +100,12 @@ public:
         if (static_cast<int>(threads_.size()) > n - 1) stop_workers_from(n - 1);
     }
 
-    // per_thread: run_fn once per participant; else task_fn over [0, n_tasks).
+    // run_fn != nullptr: run_fn once per participant ("per thread"); else task_fn over
+    // [0, n_tasks), handed out dynamically.
+    //
+    // A job ends when all its tasks are done, not when every worker has checked in: a worker
+    // that the OS has not scheduled yet (a busy machine) does not hold the caller up; it
+    // finds no task left when it runs. Per-thread jobs do wait for every participant.
     void run(int64_t n_tasks, int n_threads, const TaskFn* task_fn, const RunFn* run_fn) {
         int n = n_threads > 0 ? n_threads : get_threads();
         if (n > kMaxThreads) n = kMaxThreads;
@@ -108,31 +120,40 @@ public:
             }
             return;
         }
+        if (task_fn && n_tasks > kMaxTasks)
+            throw InputError("[threads] " + std::to_string(n_tasks) + " tasks is more than one parallel_for takes");
 
         std::lock_guard<std::mutex> call(call_mu_);
         n = ensure_workers(n - 1) + 1;
+        const bool per_thread = run_fn != nullptr;
+        const int64_t total = per_thread ? n : n_tasks;
+        ++generation_;
+        const auto g32 = static_cast<uint32_t>(generation_);
+        // The counter moves to the new generation before anything else of the job is written:
+        // a worker still looping on the previous job that reads the new n_tasks_ (release /
+        // acquire) therefore also sees the new counter, and its exchange fails.
+        counter_.store(static_cast<uint64_t>(g32) << 32, std::memory_order_relaxed);
+        n_tasks_.store(total, std::memory_order_release);
         task_fn_ = task_fn;
         run_fn_ = run_fn;
-        n_tasks_ = n_tasks;
         n_participants_ = n;
-        next_.store(0, std::memory_order_relaxed);
-        remaining_.store(n - 1, std::memory_order_relaxed);
+        done_.store(0, std::memory_order_relaxed);
         failed_.store(false, std::memory_order_relaxed);
         error_ = nullptr;
         bool wake;
         {
             std::lock_guard<std::mutex> lk(mu_);
-            ++generation_;
-            state_.store((generation_ << kPartBits) | static_cast<uint64_t>(n), std::memory_order_release);
+            state_.store((generation_ << kStateShift) | (uint64_t(per_thread) << kPartBits) | static_cast<uint64_t>(n),
+                         std::memory_order_release);
             wake = sleepers_ > 0;
         }
         if (wake) wake_cv_.notify_all();
 
         {
             RegionFlag flag;
-            work(0);
+            work(0, g32, per_thread);
         }
-        auto all_done = [this] { return remaining_.load(std::memory_order_acquire) == 0; };
+        auto all_done = [this, total] { return done_.load(std::memory_order_acquire) == total; };
         if (!spin_until(all_done)) {
             std::unique_lock<std::mutex> lk(mu_);
             done_cv_.wait(lk, all_done);
@@ -192,32 +213,65 @@ private:
             }
             if (index >= stop_from_.load(std::memory_order_acquire)) return;
             seen = s;
-            const int participants = static_cast<int>(s & ((1u << kPartBits) - 1));
-            if (index >= participants) continue;  // not in this job: never touch its data
-            work(index);
-            if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-                std::lock_guard<std::mutex> lk(mu_);  // the caller is spinning or waiting on done_cv_
-                done_cv_.notify_one();
-            }
+            if (index >= static_cast<int>(s & kPartMask)) continue;  // not in this job: never touch its data
+            work(index, static_cast<uint32_t>(s >> kStateShift), (s >> kPartBits) & 1);
         }
     }
 
-    void work(int participant) {
-        try {
-            if (run_fn_) {
-                (*run_fn_)(participant, n_participants_);
-                return;
-            }
-            while (!failed_.load(std::memory_order_relaxed)) {
-                const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-                if (t >= n_tasks_) break;
-                (*task_fn_)(t, participant);
-            }
-        } catch (...) {
-            std::lock_guard<std::mutex> lk(err_mu_);
-            if (!error_) error_ = std::current_exception();
-            failed_.store(true, std::memory_order_relaxed);
+    void record_error() {
+        std::lock_guard<std::mutex> lk(err_mu_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true, std::memory_order_relaxed);
+    }
+
+    // Adds `completed` finished tasks of a job of `total` tasks; wakes the caller at the end.
+    // The job's data must not be touched after this (the caller may return at once).
+    void finish(int64_t completed, int64_t total) {
+        if (completed == 0) return;
+        if (done_.fetch_add(completed, std::memory_order_acq_rel) + completed == total) {
+            std::lock_guard<std::mutex> lk(mu_);  // the caller is spinning or waiting on done_cv_
+            done_cv_.notify_one();
         }
+    }
+
+    // Runs tasks of generation g (low 32 bits) as `participant`.
+    void work(int participant, uint32_t g, bool per_thread) {
+        if (per_thread) {  // the job waits for this participant, so its data stays valid
+            const int64_t total = n_tasks_.load(std::memory_order_relaxed);
+            try {
+                (*run_fn_)(participant, n_participants_);
+            } catch (...) {
+                record_error();
+            }
+            finish(1, total);
+            return;
+        }
+        // Dynamic tasks. Job data is only read after taking a task index < n_tasks by a
+        // compare-exchange on a counter still tagged with generation g: the job cannot end
+        // before that task is done, so the data read is this job's (and the next job's writes
+        // happen after it: task done -> done_ -> caller returns -> call_mu_ -> next job).
+        int64_t completed = 0, total = 0;
+        uint64_t v = counter_.load(std::memory_order_acquire);
+        for (;;) {
+            if (static_cast<uint32_t>(v >> 32) != g) break;  // job over, a newer one runs
+            const int64_t idx = static_cast<int64_t>(v & 0xffffffffu);
+            // A late worker may read the next job's count here (hence atomic); the exchange
+            // below then fails, as the counter carries the next generation.
+            if (idx >= n_tasks_.load(std::memory_order_acquire)) break;
+            if (!counter_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+                continue;
+            total = n_tasks_.load(std::memory_order_relaxed);
+            if (!failed_.load(std::memory_order_relaxed)) {
+                try {
+                    (*task_fn_)(idx, participant);
+                } catch (...) {
+                    record_error();
+                }
+            }
+            ++completed;
+            v = counter_.load(std::memory_order_acquire);
+        }
+        finish(completed, total);
     }
 
     std::mutex call_mu_;  // one parallel region at a time
@@ -230,13 +284,13 @@ private:
     std::atomic<int> stop_from_{INT_MAX};
     std::atomic<int> default_threads_;
 
-    // The current job; written by the caller before state_ is published, read by participants.
+    // The current job; written by the caller before state_ is published.
     const TaskFn* task_fn_ = nullptr;
     const RunFn* run_fn_ = nullptr;
-    int64_t n_tasks_ = 0;
+    std::atomic<int64_t> n_tasks_{0};
     int n_participants_ = 0;
-    std::atomic<int64_t> next_{0};
-    std::atomic<int> remaining_{0};
+    std::atomic<uint64_t> counter_{0};
+    std::atomic<int64_t> done_{0};
     std::atomic<bool> failed_{false};
     std::mutex err_mu_;
     std::exception_ptr error_;

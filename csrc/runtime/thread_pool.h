@@ -7,6 +7,9 @@
 // of one layer) start without a wake-up, then block on a condition variable: an idle pool
 // burns no CPU.
 //
+// A parallel_for ends when its last task is done: a worker that the OS has not scheduled in
+// time (a busy machine) does not hold the caller up, it just finds no task left.
+//
 // Concurrency: parallel regions from different caller threads (several Python threads) are
 // serialized by a mutex: each runs with the whole pool, one after the other. A parallel_for
 // called from inside a task (nested) runs inline on the current thread, sequentially.

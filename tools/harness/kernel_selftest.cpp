@@ -2,8 +2,9 @@
 // variants avx512-novnni / neon-nodotprod), compares every entry of its kernel table with the
 // scalar table on random data, including sizes that are not multiples of the vector widths:
 //   * quantize_act: bit-identical;
-//   * vec_dot / tile_dot: |isa - scalar| <= 4 (nb / 8 + 16) eps S, where S = sum over elements
-//     of (|scale part of w| + |min part of w|) |x| (dequantized), nb = terms summed;
+//   * vec_dot / tile_dot: |isa - scalar| <= 4 (terms + 16) eps S, where S = sum over elements
+//     of (|scale part of w| + |min part of w|) |x| (dequantized); terms = blocks for quantized
+//     formats, n / 4 for float weights (summed in >= 4 lanes);
 //     tile_dot is also checked against the path's own vec_dot;
 //   * elementwise ops: add/mul/scale bit-identical, the rest within a few 1e-6 relative.
 // The last line printed is "N passed, M failed"; the exit status is non-zero on failure.
@@ -182,7 +183,8 @@ double dot_bound(const Fmt& f, GGMLType a, const uint8_t* w, const uint8_t* x, i
         }
     }
     const double eps = 1.1920928955078125e-07;
-    return 4.0 * (static_cast<double>(n / f.block) / 8 + 16) * eps * S + 1e-35;
+    const double terms = f.block == 1 ? static_cast<double>(n) / 4 : static_cast<double>(n / f.block);
+    return 4.0 * (terms + 16) * eps * S + 1e-35;
 }
 
 std::string fmt_num(double v) {
@@ -368,7 +370,8 @@ void test_elementwise(const KernelTable& k, const KernelTable& s) {
 }
 
 void bench(const std::vector<std::string>& isas) {
-    const int64_t rows = 15360, n = 3840;
+    const int64_t rows = std::getenv("ROWS") ? std::atoll(std::getenv("ROWS")) : 15360;
+    const int64_t n = 3840;
     const GGMLType types[] = {GGMLType::Q4_0, GGMLType::Q4_K, GGMLType::Q6_K, GGMLType::Q8_0, GGMLType::BF16};
     const auto* s = cpu::scalar_table();
     for (GGMLType t : types) {
@@ -394,6 +397,13 @@ void bench(const std::vector<std::string>& isas) {
                 for (int64_t r = 0; r < rows; ++r) k.vec_dot[static_cast<int>(t)](n, &out[r], W.data() + r * rb, X.data());
                 best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             }
+            double best41 = 1e9;  // GEMV through 4 x 1 tiles
+            for (int rep = 0; rep < 3; ++rep) {
+                auto t0 = std::chrono::steady_clock::now();
+                for (int64_t r = 0; r + 4 <= rows; r += 4)
+                    k.tile_dot[static_cast<int>(t)](n, 4, 1, &out[r], 1, W.data() + r * rb, rb, X.data(), X.size());
+                best41 = std::min(best41, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            }
             double best4 = 1e9;
             std::vector<float> o4(4 * 4);
             for (int rep = 0; rep < 2; ++rep) {  // 4x4 tiles over 4 identical columns
@@ -404,9 +414,10 @@ void bench(const std::vector<std::string>& isas) {
                     k.tile_dot[static_cast<int>(t)](n, 4, 4, o4.data(), 4, W.data() + r * rb, rb, X4.data(), X.size());
                 best4 = std::min(best4, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             }
-            std::printf("%-14s %-5s gemv %dx%d: %7.2f ms  %6.2f GB/s  | tile 4x4: %7.2f ms for 4 cols (%6.1f GFLOP/s)\n",
+            std::printf("%-14s %-5s gemv %dx%d: %7.2f ms %6.2f GB/s | 4x1 tiles %6.2f GB/s | 4x4 tiles: %7.2f ms "
+                        "for 4 cols (%6.1f GFLOP/s)\n",
                         isa.c_str(), f->name, static_cast<int>(n), static_cast<int>(rows), best * 1e3,
-                        W.size() / best / 1e9, best4 * 1e3, 2.0 * rows * n * 4 / best4 / 1e9);
+                        W.size() / best / 1e9, W.size() / best41 / 1e9, best4 * 1e3, 2.0 * rows * n * 4 / best4 / 1e9);
         }
     }
 }

@@ -35,6 +35,7 @@ Features detect() {
             f.avx2 = ymm && ((b >> 5) & 1);
             f.avx512f = zmm && ((b >> 16) & 1);
             f.avx512bw = zmm && ((b >> 30) & 1);
+            f.avx512dq = zmm && ((b >> 17) & 1);
             f.avx512vl = zmm && ((b >> 31) & 1);
             f.avx512vnni = zmm && ((c >> 11) & 1);
         }
@@ -59,7 +60,7 @@ std::vector<std::string> available_isas() {
     const Features& f = features();
     std::vector<std::string> out{"scalar"};
     if (f.avx2 && f.fma && f.f16c) out.push_back("avx2");
-    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl) out.push_back("avx512");
+    if (f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq) out.push_back("avx512");
     if (f.neon) out.push_back("neon");
     return out;
 }
