@@ -140,6 +140,7 @@ def test_every_tensor_matches_source(converted, hf_ckpt, cfg, outtype):
     verify_file(res.text, hf_ckpt(cfg), "model.language_model.")
     verify_file(res.mmproj, hf_ckpt(cfg), "")
     verify_file(res.assistant, hf_ckpt(f"assistant_{cfg}"), "model.")
+    verify_file(res.centroids, hf_ckpt(f"assistant_{cfg}"), "model.")
 
 
 def test_k_quant_bytes_decode_identically_in_gguf_package(converted):
@@ -239,7 +240,27 @@ def test_metadata_round_trips(converted, hf_ckpt, cfg):
     assert asst[b + "embedding_length_out"] == acfg["backbone_hidden_size"] == tc["hidden_size"]
     assert asst[b + "nextn_predict_layers"] == asst[b + "block_count"] == acfg["text_config"]["num_hidden_layers"]
     assert json.loads(asst["unigemma.source.config"]) == acfg
-    assert asst.tensor_info("masked_embd_ordering").type == "I32"
+    # the centroid head lives in a side file: llama.cpp refuses a drafter that holds it
+    assert not [t.name for t in asst.tensors if t.name.startswith("masked_embd")]
+    cen = unigemma.open_gguf(res.centroids)
+    c = "gemma4-assistant-centroids."
+    assert cen["general.architecture"] == "gemma4-assistant-centroids"
+    assert cen[c + "num_centroids"] == acfg["num_centroids"] and cen[c + "top_k"] == acfg["centroid_intermediate_top_k"]
+    assert cen.tensor_info("masked_embd_ordering").type == "I32"
+    assert cen.tensor_info("masked_embd_centroids.weight").ne == (acfg["text_config"]["hidden_size"], acfg["num_centroids"])
+
+
+def test_tensor_order_follows_llama_cpp(converted):
+    """f16: the converter's order (rope_freqs, then shard by shard by HF name); q4_k_m: the
+    order llama-quantize writes (global tensors, then by layer number, then by name)."""
+    f16 = unigemma.open_gguf(converted("default", "f16").text)
+    names = [t.name for t in f16.tensors]
+    assert names[:2] == ["rope_freqs.weight", "token_embd.weight"]
+    assert names.index("blk.10.attn_q.weight") < names.index("blk.2.attn_q.weight") if "blk.10.attn_q.weight" in names else True
+    q = [t.name for t in unigemma.open_gguf(converted("default", "q4_k_m").text).tensors]
+    assert q[:3] == ["output_norm.weight", "rope_freqs.weight", "token_embd.weight"]
+    layers = [int(n.split(".")[1]) for n in q if n.startswith("blk.")]
+    assert layers == sorted(layers)
 
 
 def test_bf16_checkpoint_embedding_scale_rounds_like_transformers(hf_ckpt, tmp_path):

@@ -16,7 +16,8 @@ For every (target, assistant) checkpoint pair:
    and a WAV (mmproj), ``llama-speculative-simple --spec-type draft-mtp`` (assistant as the
    MTP drafter of its target); the same runs on llama.cpp's files must print the same text;
    warnings printed for our files but not for llama.cpp's are reported;
-5. print a PASS/FAIL table; exit status 1 on any FAIL.
+5. print a PASS/FAIL table; exit status 1 on any FAIL (a different tensor order is a FAIL
+   unless ``--ignore-order``).
 
 Usage::
 

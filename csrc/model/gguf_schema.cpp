@@ -191,6 +191,23 @@ void validate_gemma4_like(const GGUFFile& f, const std::string& arch, bool assis
     }
 }
 
+// Side file of the drafter's ordered-embedding head (written by our converter because
+// llama.cpp refuses a drafter file that holds these tensors).
+void validate_centroids(const GGUFFile& f) {
+    Hparams hp(f, "gemma4-assistant-centroids");
+    const uint64_t H = hp.u("embedding_length"), V = hp.u("vocab_size");
+    const uint64_t nc = hp.u("num_centroids"), top_k = hp.u("top_k");
+    if (H == 0 || nc == 0 || V % nc != 0)
+        fail("key '" + hp.key("num_centroids") + "': " + std::to_string(nc) + " centroids do not divide the vocabulary of " +
+             std::to_string(V));
+    if (top_k == 0 || top_k > nc) fail("key '" + hp.key("top_k") + "': must be in [1, num_centroids]");
+    TensorChecker tc(f);
+    tc.check("masked_embd_centroids.weight", {H, nc}, true);
+    tc.check("masked_embd_ordering", {V}, true);
+    if (tc.find("masked_embd_ordering")->type != static_cast<uint32_t>(gguf::GGMLType::I32))
+        fail("tensor 'masked_embd_ordering': must be I32");
+}
+
 void validate_gemma3(const GGUFFile& f) {
     Hparams hp(f, "gemma3");
     hp.require({"context_length", "embedding_length", "feed_forward_length", "attention.head_count",
@@ -264,6 +281,7 @@ void validate_model_file(const GGUFFile& f) {
     else if (arch == "gemma4-assistant") validate_gemma4_like(f, arch, true);
     else if (arch == "gemma3") validate_gemma3(f);
     else if (arch == "clip") validate_clip(f);
+    else if (arch == "gemma4-assistant-centroids") validate_centroids(f);
 }
 
 }  // namespace unigemma::model

@@ -6,8 +6,8 @@
 2. GEMV (1 token, decoding) and GEMM (512 tokens, prefill; 64 with --quick) through
    `_core.matmul`'s C++ driver, timed in C++ (`_core.bench_matmul`) for every weight type,
    shape, ISA path and thread count. Weights are random values quantized with
-   `_core.quantize`. A GEMV rotates over enough copies of the matrix to exceed 4x the
-   last-level cache, so it streams weights from memory as it does inside a model.
+   `_core.quantize`. A GEMV rotates over enough copies of the matrix to exceed 8x the
+   last-level cache (and 256 MiB), so it streams weights from memory as inside a model.
 
 Reported per run: GB/s of weights streamed (weight bytes / seconds), % of the measured read
 bandwidth (same thread count), GFLOP/s (2 * rows * cols * tokens / seconds) and % of the
@@ -42,7 +42,7 @@ QUICK_SHAPES = [SHAPES[0], SHAPES[5], SHAPES[6]]
 TYPES = ["q4_0", "q4_k", "q6_k", "q8_0", "bf16"]
 GEMM_TOKENS, QUICK_GEMM_TOKENS = 512, 64
 BW_BYTES, QUICK_BW_BYTES = 1 << 30, 256 << 20
-MIN_STREAM_BYTES = 128 << 20  # a GEMV rotates over >= max(this, 4 x LLC) bytes of weight copies
+MIN_STREAM_BYTES = 256 << 20  # a GEMV rotates over >= max(this, 8 x LLC) bytes of weight copies
 
 
 def add_bench_parser(subparsers) -> None:
@@ -149,7 +149,7 @@ def run(threads: int | None = None, isa: str | None = None, quick: bool = False,
     gemm_tokens = tokens or (QUICK_GEMM_TOKENS if quick else GEMM_TOKENS)
     min_seconds = 0.15 if quick else 0.5
     llc = _llc_bytes()
-    stream_target = max(4 * llc, MIN_STREAM_BYTES)
+    stream_target = max(8 * llc, MIN_STREAM_BYTES)
 
     machine = {}
     for n in thread_list:

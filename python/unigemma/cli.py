@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", nargs="?")
     s.add_argument("--no-tensors", action="store_true")
     s.set_defaults(fn=_cmd_run)
+
+    from .bench_kernels import add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 

@@ -19,9 +19,10 @@ import numpy as np
 from .. import _core
 from .errors import ConversionError
 from .hf_config import embedding_scale, load_config, model_kind, text_hparams
-from .metadata import write_assistant_metadata, write_mmproj_metadata, write_text_metadata
+from .metadata import (general_info, write_assistant_metadata, write_centroid_metadata, write_mmproj_metadata,
+                       write_text_metadata)
 from .plan import FilePlan, plan_assistant, plan_target
-from .quant_policy import FILE_TYPE, OUTTYPES, choose_tensor_types, quant_source_type
+from .quant_policy import OUTTYPES, choose_tensor_types, file_type_for, llama_quantize_order, quant_source_type
 from .safetensors_io import Checkpoint
 from .tokenizer_gguf import load_tokenizer
 
@@ -33,9 +34,10 @@ class ConvertResult:
     text: Path | None = None
     mmproj: Path | None = None
     assistant: Path | None = None
+    centroids: Path | None = None  # the drafter's ordered-embedding head (side file)
 
     def paths(self) -> list[Path]:
-        return [p for p in (self.text, self.mmproj, self.assistant) if p is not None]
+        return [p for p in (self.text, self.mmproj, self.assistant, self.centroids) if p is not None]
 
 
 def _read_json(path: Path) -> dict:
@@ -67,10 +69,16 @@ def _encode(x: np.ndarray, ttype: str, f16_source: bool, threads: int) -> np.nda
 
 
 def _write_file(plan: FilePlan, out_path: Path, outtype: str, write_kv, threads: int, progress: bool) -> Path:
+    policy_kind = "assistant" if plan.kind == "centroids" else plan.kind
     entries = [(t.name, t.ne) for t in plan.tensors]
-    types = choose_tensor_types(entries, outtype, plan.kind)
-    src_type = quant_source_type(outtype)
-    f16_types = choose_tensor_types(entries, "f16", plan.kind) if src_type == "F16" else {}
+    types = choose_tensor_types(entries, outtype, policy_kind)
+    # llama-quantize parity (model files only): requantize the values of the f16 file, in
+    # the order llama-quantize writes them
+    requantize = quant_source_type(outtype) == "F16" and plan.kind in ("text", "assistant")
+    f16_types = choose_tensor_types(entries, "f16", policy_kind) if requantize else {}
+    if requantize:
+        rank = {n: i for i, n in enumerate(llama_quantize_order([t.name for t in plan.tensors]))}
+        plan.tensors.sort(key=lambda t: rank[t.name])
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
@@ -150,7 +158,7 @@ def convert(hf_dir, outtype: str = "f16", out_prefix=None, assistant_dir=None, t
         ck = Checkpoint(d)
         try:
             n_tok = len(tok.tokens)
-            model_name = name or d.name
+            model_name = general_info(d, name)
             if kind == "target":
                 tc = config.get("text_config")
                 if not isinstance(tc, dict):
@@ -160,7 +168,7 @@ def convert(hf_dir, outtype: str = "f16", out_prefix=None, assistant_dir=None, t
                 dtype = _source_dtype(ck, "model.language_model.embed_tokens.weight")
                 scale = embedding_scale(hp.hidden, dtype)
                 suppress = _read_json(d / "generation_config.json").get("suppress_tokens")
-                ft = FILE_TYPE[outtype]
+                ft = file_type_for(outtype, "text")
                 result.text = _write_file(
                     text_plan, Path(f"{out_prefix}.gguf"), outtype,
                     lambda w: write_text_metadata(w, model_name, ft, hp, tok, config, scale, dtype, suppress),
@@ -171,22 +179,30 @@ def convert(hf_dir, outtype: str = "f16", out_prefix=None, assistant_dir=None, t
                         preproc = {**preproc["image_processor"], **{k: v for k, v in preproc.items() if k != "image_processor"}}
                     result.mmproj = _write_file(
                         mm_plan, Path(f"{out_prefix}-mmproj.gguf"), outtype,
-                        lambda w: write_mmproj_metadata(w, model_name, ft, config, hp.hidden, preproc),
+                        lambda w: write_mmproj_metadata(w, model_name, file_type_for(outtype, "mmproj"), config,
+                                                        hp.hidden, preproc),
                         threads, progress)
             else:
                 tc = config.get("text_config")
                 if not isinstance(tc, dict):
                     raise ConversionError(f"[convert] '{d}/config.json' has no text_config")
                 hp = text_hparams(tc, "assistant text_config", force_all_shared=True)
-                plan = plan_assistant(ck, config, hp, n_tok)
+                plan, centroid_plan = plan_assistant(ck, config, hp, n_tok)
                 dtype = _source_dtype(ck, "model.embed_tokens.weight")
                 scale = embedding_scale(int(config.get("backbone_hidden_size", 3840)), dtype)
-                ft = FILE_TYPE[outtype]
-                target = Path(f"{out_prefix}-assistant.gguf") if (want or result.text) else Path(f"{out_prefix}.gguf")
+                ft = file_type_for(outtype, "assistant")
+                stem = f"{out_prefix}-assistant" if (want or result.text) else f"{out_prefix}"
                 result.assistant = _write_file(
-                    plan, target, outtype,
+                    plan, Path(f"{stem}.gguf"), outtype,
                     lambda w: write_assistant_metadata(w, model_name, ft, hp, tok, config, scale, dtype),
                     threads, progress)
+                if centroid_plan is not None:
+                    # llama.cpp refuses a drafter file that holds the centroid tensors, so
+                    # they go to a side file next to it (reference decision 5)
+                    result.centroids = _write_file(
+                        centroid_plan, Path(f"{stem}-centroids.gguf"), outtype,
+                        lambda w: write_centroid_metadata(w, model_name, ft, hp, config),
+                        threads, progress)
         finally:
             ck.close()
     if progress:

@@ -198,3 +198,13 @@ def write_mmproj_metadata(w, name, file_type, config: dict, hidden: int, preproc
     w.add_string("unigemma.source.config", json.dumps(config, sort_keys=True))
     if preproc:
         w.add_string("unigemma.source.preprocessor_config", json.dumps(preproc, sort_keys=True))
+
+
+def write_centroid_metadata(w, name, file_type, hp: TextHparams, config: dict):
+    """Side file of the drafter's ordered-embedding head: centroids [num_centroids, H_a] and
+    the token ordering [V] (int32), read by unigemma next to `*-assistant.gguf`."""
+    _general(w, name, file_type)
+    w.add_uint32("gemma4-assistant-centroids.embedding_length", hp.hidden)
+    w.add_uint32("gemma4-assistant-centroids.vocab_size", hp.vocab_size)
+    w.add_uint32("gemma4-assistant-centroids.num_centroids", int(config.get("num_centroids", 2048)))
+    w.add_uint32("gemma4-assistant-centroids.top_k", int(config.get("centroid_intermediate_top_k", 32)))

@@ -141,6 +141,7 @@ def plan_target(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens: i
     used.add(norm.name)
     text.tensors.append(PlannedTensor("output_norm.weight", (H,), _loader(norm), norm.name))
     text.tensors += _layer_tensors(ck, pre, hp, drafter=False, used=used)
+    llama_cpp_order(text, ck)
 
     mm = None
     vc, ac = config.get("vision_config"), config.get("audio_config")
@@ -156,6 +157,8 @@ def plan_target(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens: i
         _expect(ref, (H, n), "audio projection")
         used.add(ref.name)
         mm.tensors.append(PlannedTensor("mm.a.input_projection.weight", (H, n), _loader(ref), ref.name))
+    if mm is not None:
+        llama_cpp_order(mm, ck)
     _check_unused(ck, used, "target checkpoint")
     return text, mm
 
@@ -205,7 +208,20 @@ def _vision_tensors(ck: Checkpoint, vc: dict, H: int, used: set) -> list[Planned
     return out
 
 
-def plan_assistant(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens: int) -> FilePlan:
+def llama_cpp_order(plan: FilePlan, ck: Checkpoint):
+    """llama.cpp's converter order: generated tensors first, then shard by shard (index
+    order), by HF name within a shard."""
+    shard_rank = {id(s): i for i, s in enumerate(ck.shards)}
+
+    def key(t: PlannedTensor):
+        ref = ck.tensors.get(t.source)
+        return (0, 0, "") if ref is None else (1, shard_rank[id(ref.shard)], t.source)
+    plan.tensors.sort(key=key)
+
+
+def plan_assistant(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens: int
+                   ) -> tuple[FilePlan, FilePlan | None]:
+    """The drafter file and, with use_ordered_embeddings, the side file of its centroid head."""
     used: set = set()
     plan = FilePlan("assistant", "gemma4-assistant")
     H = hp.hidden
@@ -232,7 +248,10 @@ def plan_assistant(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens
         used.add(hf)
         plan.tensors.append(PlannedTensor(name, shape, _loader(ref), hf))
     plan.tensors += _layer_tensors(ck, "model.", hp, drafter=True, used=used)
+    llama_cpp_order(plan, ck)
+    centroids = None
     if config.get("use_ordered_embeddings"):
+        centroids = FilePlan("centroids", "gemma4-assistant-centroids")
         nc = int(config.get("num_centroids", 2048))
         c = ck.tensors.get("masked_embedding.centroids.weight")
         o = ck.tensors.get("masked_embedding.token_ordering")
@@ -244,7 +263,7 @@ def plan_assistant(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens
             raise ConversionError(f"[convert] tensor '{o.name}': shape {list(o.shape)} does not fit vocab_size "
                                   f"{hp.vocab_size} / {nc} centroids")
         used.update({c.name, o.name})
-        plan.tensors.append(PlannedTensor("masked_embd_centroids.weight", (nc, H), _loader(c), c.name))
+        centroids.tensors.append(PlannedTensor("masked_embd_centroids.weight", (nc, H), _loader(c), c.name))
 
         def load_ordering(o=o):
             x = o.raw().copy()
@@ -252,8 +271,9 @@ def plan_assistant(ck: Checkpoint, config: dict, hp: TextHparams, n_vocab_tokens
             if x.min() < 0 or x.max() >= hp.vocab_size:
                 raise ConversionError(f"[convert] tensor '{o.name}': token ids outside [0, {hp.vocab_size})")
             return x.astype(np.int32)
-        plan.tensors.append(PlannedTensor("masked_embd_ordering", (hp.vocab_size,), load_ordering, o.name, integer=True))
+        centroids.tensors.append(PlannedTensor("masked_embd_ordering", (hp.vocab_size,), load_ordering, o.name,
+                                               integer=True))
     else:
         used.update(k for k in ck.tensors if k.startswith("masked_embedding."))
     _check_unused(ck, used, "assistant checkpoint")
-    return plan
+    return plan, centroids
