@@ -205,8 +205,7 @@ GGUFFile::GGUFFile(const std::string& path) {
         parts_.push_back(std::make_shared<MappedFile>(m[1].str() + buf));
         parse_part(static_cast<uint32_t>(i), false);
     }
-    if (const Value* tc = find("split.tensors.count")) {
-        (void)tc;
+    if (find("split.tensors.count")) {
         uint64_t want = get_uint("split.tensors.count");
         if (want != tensors_.size())
             fail("key 'split.tensors.count': declares " + std::to_string(want) + " tensors but the " +
