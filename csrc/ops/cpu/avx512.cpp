@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernel_common.h"
 #include "ops/cpu/kernels.h"
 #include "quant/block_layouts.h"
 #include "quant/fp16.h"
@@ -89,37 +90,6 @@ inline __m512i dot_s16(__m512i acc, __m512i a, __m512i b) {
     }
 }
 
-// The activation-scale rules shared with scalar.cpp (bit-identical results).
-inline uint16_t scale_to_fp16(float d) {
-    const uint16_t h = fp32_to_fp16(d);
-    return (h & 0x7fffu) >= 0x7c00u ? static_cast<uint16_t>(0x7bffu) : h;
-}
-inline uint16_t scale_to_fp16_up(float d) {
-    uint16_t h = scale_to_fp16(d);
-    if (fp16_to_fp32(h) < d && h < 0x7bffu) ++h;
-    return h;
-}
-
-// ------------------------------------------------------------------ tile dispatch
-
-using RunFn = void (*)(int64_t, float*, int64_t, const uint8_t*, size_t, const uint8_t*, size_t);
-
-template <template <int, int> class Kn>
-void tile_fn(int64_t n, int nr, int nc, float* out, int64_t os, const void* w, size_t ws, const void* x,
-             size_t xs) {
-    static constexpr RunFn tbl[4][4] = {
-        {Kn<1, 1>::run, Kn<1, 2>::run, Kn<1, 3>::run, Kn<1, 4>::run},
-        {Kn<2, 1>::run, Kn<2, 2>::run, Kn<2, 3>::run, Kn<2, 4>::run},
-        {Kn<3, 1>::run, Kn<3, 2>::run, Kn<3, 3>::run, Kn<3, 4>::run},
-        {Kn<4, 1>::run, Kn<4, 2>::run, Kn<4, 3>::run, Kn<4, 4>::run},
-    };
-    tbl[nr - 1][nc - 1](n, out, os, static_cast<const uint8_t*>(w), ws, static_cast<const uint8_t*>(x), xs);
-}
-
-template <template <int, int> class Kn>
-void vec_fn(int64_t n, float* out, const void* w, const void* x) {
-    Kn<1, 1>::run(n, out, 1, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x), 0);
-}
 
 // ------------------------------------------------------------------ float weights
 

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "ops/cpu/kernel_common.h"
 #include "ops/cpu/kernels.h"
 #include "quant/block_layouts.h"
 #include "quant/fp16.h"
@@ -53,19 +54,6 @@ inline float h2f(uint16_t h) { return fp16_to_fp32(h); }
 inline int8_t round_q8(float v) {
     v = std::fmin(std::fmax(v, -127.0f), 127.0f);  // also maps NaN to -127 (no UB)
     return static_cast<int8_t>(std::nearbyint(v));
-}
-
-// fp16 of a non-negative value, saturated at the largest finite fp16.
-inline uint16_t scale_to_fp16(float d) {
-    const uint16_t h = fp32_to_fp16(d);
-    return (h & 0x7fffu) >= 0x7c00u ? static_cast<uint16_t>(0x7bffu) : h;
-}
-
-// fp16 of a non-negative scale rounded *up* (so that |x| / d never exceeds 127), saturated.
-inline uint16_t scale_to_fp16_up(float d) {
-    uint16_t h = scale_to_fp16(d);
-    if (fp16_to_fp32(h) < d && h < 0x7bffu) ++h;
-    return h;
 }
 
 // Eight interleaved partial sums (term i goes to sum i % 8), added pairwise at the end:
