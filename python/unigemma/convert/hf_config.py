@@ -151,10 +151,10 @@ def text_hparams(tc: dict, where: str = "text_config", force_all_shared: bool = 
 def embedding_scale(hidden: int, dtype: str) -> float:
     """sqrt(hidden) as the reference holds it: rounded to the weight dtype (bf16 62.0 for 3840)."""
     x = np.float32(math.sqrt(hidden))
-    if dtype == "BF16":
-        bits = np.array([x], dtype=np.float32).view(np.uint32)[0]
-        bits = (int(bits) + 0x7FFF + ((int(bits) >> 16) & 1)) & 0xFFFF0000  # round to nearest even
-        return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+    if dtype == "BF16":  # the runtime's own bf16 rounding (nearest even)
+        from .. import _core
+
+        return float(_core.dequantize(_core.quantize(np.array([x]), "BF16"), "BF16", 1)[0])
     if dtype == "F16":
         return float(np.float16(x))
     return float(x)
