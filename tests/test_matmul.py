@@ -373,6 +373,7 @@ def test_bench_kernels_json(monkeypatch, capsys):
 
     monkeypatch.setattr(bk, "QUICK_SHAPES", [("tiny", 64, 256)])
     monkeypatch.setattr(bk, "QUICK_BW_BYTES", 8 << 20)
+    monkeypatch.setattr(bk, "LOCAL_BW_BYTES", 8 << 20)
     monkeypatch.setattr(bk, "MIN_STREAM_BYTES", 1 << 20)
     monkeypatch.setattr(bk, "_llc_bytes", lambda: 1 << 18)
     assert bk.main(["bench", "kernels", "--quick", "--json", "--types", "q4_0,bf16", "--tokens", "8",
@@ -381,7 +382,24 @@ def test_bench_kernels_json(monkeypatch, capsys):
     assert set(out) == {"read_bandwidth_gbs", "peak_gflops", "results"}
     assert len(out["results"]) == 4
     for r in out["results"]:
-        assert set(r) == {"op", "type", "rows", "cols", "tokens", "isa", "threads", "seconds", "gbs", "gflops"}
+        local = {"read_bandwidth_gbs"} if r["op"] == "gemv" else set()
+        assert set(r) == {"op", "type", "rows", "cols", "tokens", "isa", "threads", "seconds", "gbs", "gflops"} | local
         assert r["op"] in ("gemv", "gemm") and r["isa"] == "scalar" and r["threads"] == 1
         assert r["tokens"] == (1 if r["op"] == "gemv" else 8)
         assert r["seconds"] > 0 and r["gbs"] > 0 and r["gflops"] > 0
+
+
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k",
+                                   "q4_k", "q5_k", "q6_k"])
+def test_bench_weights_are_valid_and_distinct(wtype):
+    """The benchmark's random weights decode to finite, non-trivial values and no two rows
+    (or copies) repeat, so a GEMV over them really streams distinct memory."""
+    from unigemma import bench_kernels as bk
+
+    rows, cols, copies = 12, 512, 2
+    raw = bk.make_weights(core, wtype, rows, cols, copies, seed=3)
+    vals = core.dequantize(raw, wtype, rows * copies * cols).reshape(rows * copies, cols)
+    assert np.isfinite(vals).all()
+    assert (np.abs(vals) > 0).mean() > 0.5
+    per_row = raw.reshape(rows * copies, -1)
+    assert len({bytes(r) for r in per_row}) == rows * copies

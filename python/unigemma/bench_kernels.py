@@ -5,18 +5,21 @@
    peak float32 FMA rate (independent FMA chains in registers), for each thread count.
 2. GEMV (1 token, decoding) and GEMM (512 tokens, prefill; 64 with --quick) through
    `_core.matmul`'s C++ driver, timed in C++ (`_core.bench_matmul`) for every weight type,
-   shape, ISA path and thread count. Weights are random values quantized with
-   `_core.quantize`. A GEMV rotates over enough copies of the matrix to exceed 8x the
-   last-level cache (and 256 MiB), so it streams weights from memory as inside a model.
+   shape, ISA path and thread count. Weights are distinct random blocks (make_weights). A
+   GEMV rotates over enough distinct copies of the matrix to exceed 8x the last-level cache
+   (and 256 MiB), so it streams weights from memory as inside a model.
 
-Reported per run: GB/s of weights streamed (weight bytes / seconds), % of the measured read
-bandwidth (same thread count), GFLOP/s (2 * rows * cols * tokens / seconds) and % of the
+Reported per run: GB/s of weights streamed (weight bytes / seconds), % of the read bandwidth
+(a GEMV: the mean of two 256 MiB probes, each the median of 5 passes, taken right before
+and right after it, because the
+bandwidth of a shared host drifts by tens of percent within minutes; a GEMM: the probe of
+step 1), GFLOP/s (2 * rows * cols * tokens / seconds) and % of the
 measured float32 FMA peak (same thread count; int8 dot-product paths can exceed it).
 `--json` prints one object:
   {"read_bandwidth_gbs": ..., "peak_gflops": ..., "results": [{"op": "gemv"|"gemm", "type": "q4_0",
    "rows": R, "cols": C, "tokens": T, "isa": "avx2", "threads": N, "seconds": ..., "gbs": ...,
-   "gflops": ...}, ...]}
-with the bandwidth and peak measured with the largest thread count of the run.
+   "gflops": ..., "read_bandwidth_gbs": ... (GEMV only: its local probe)}, ...]}
+with the top-level bandwidth and peak measured with the largest thread count of the run.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ QUICK_SHAPES = [SHAPES[0], SHAPES[5], SHAPES[6]]
 TYPES = ["q4_0", "q4_k", "q6_k", "q8_0", "bf16"]
 GEMM_TOKENS, QUICK_GEMM_TOKENS = 512, 64
 BW_BYTES, QUICK_BW_BYTES = 1 << 30, 256 << 20
+LOCAL_BW_BYTES = 256 << 20  # the probe taken around each GEMV (its %bw reference)
 MIN_STREAM_BYTES = 256 << 20  # a GEMV rotates over >= max(this, 8 x LLC) bytes of weight copies
 
 
@@ -89,15 +93,58 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_weights(core, wtype: str, rows: int, cols: int, seed: int = 0) -> np.ndarray:
-    """Raw blocks of a rows x cols matrix: 256 random rows quantized, then repeated."""
+# Byte offsets of the fp16 scale fields inside one block (GGML layouts); every other byte
+# of a quantized block is valid whatever its value.
+_F16_FIELDS = {"q4_0": (0,), "q4_1": (0, 2), "q5_0": (0,), "q5_1": (0, 2), "q8_0": (0,), "q2_k": (80, 82),
+               "q3_k": (108,), "q4_k": (0, 2), "q5_k": (0, 2), "q6_k": (208,), "iq4_nl": (0,)}
+
+
+def make_weights(core, wtype: str, rows: int, cols: int, copies: int = 1, seed: int = 0) -> np.ndarray:
+    """Raw blocks of `copies` rows x cols matrices, all distinct random data (valid blocks:
+    random quants, fp16 scales in [2^-12, 2^-7), float weights of magnitude ~1), so that no
+    cache or page sharing can stand in for streaming the weights from memory."""
     import numpy as np
 
-    base_rows = min(rows, 256)
+    import gguf
+
+    qtype = gguf.GGMLQuantizationType[wtype.upper()]
+    block_elems, block = gguf.GGML_QUANT_SIZES[qtype]
+    if cols % block_elems:
+        raise ValueError(f"[bench] cols {cols} is not a multiple of the {wtype} block size {block_elems}")
     rng = np.random.default_rng(seed)
-    base = core.quantize(rng.standard_normal((base_rows, cols), dtype=np.float32), wtype).reshape(base_rows, -1)
-    reps = -(-rows // base_rows)
-    return np.ascontiguousarray(np.tile(base, (reps, 1))[:rows]).reshape(-1)
+    nbytes = cols // block_elems * block * rows * copies
+    raw = rng.integers(0, np.iinfo(np.uint64).max, size=-(-nbytes // 8), dtype=np.uint64, endpoint=True)
+    u8 = raw.view(np.uint8)[:nbytes]
+    u16 = raw.view(np.uint16)[: nbytes // 2]
+    if wtype == "f32":
+        u32 = raw.view(np.uint32)[: nbytes // 4]
+        u32 &= np.uint32(0x807FFFFF)
+        u32 |= (np.uint32(126) + (u32 & np.uint32(3))) << np.uint32(23)  # |x| in [0.5, 4)
+    elif wtype == "bf16":
+        u16 &= np.uint16(0x807F)
+        u16 |= (np.uint16(126) + (u16 & np.uint16(3))) << np.uint16(7)
+    elif wtype == "f16":
+        u16 &= np.uint16(0x83FF)
+        u16 |= (np.uint16(14) + (u16 & np.uint16(3))) << np.uint16(10)
+    else:
+        fields = _F16_FIELDS.get(wtype)
+        if fields is None:
+            raise ValueError(f"[bench] no random-block layout for {wtype}")
+        blocks = u8.reshape(-1, block)
+        for off in fields:
+            f16 = blocks[:, off:off + 2].copy().view(np.uint16)  # one scale per block
+            f16 &= np.uint16(0x03FF)
+            f16 |= (np.uint16(3) + (f16 & np.uint16(7)) % np.uint16(5)) << np.uint16(10)
+            blocks[:, off:off + 2] = f16.view(np.uint8)
+    return u8
+
+
+def _local_bandwidth(core, n: int) -> float:
+    """Median of 5 single passes of the read probe over LOCAL_BW_BYTES (a median, not the
+    best: on a shared host single passes sometimes read far above the sustained rate)."""
+    import statistics
+
+    return statistics.median(core.bench_read_bandwidth(LOCAL_BW_BYTES, n, 1) for _ in range(5))
 
 
 def _resolve_isas(core, arg: str | None, quick: bool) -> list[str]:
@@ -126,7 +173,7 @@ def _row(r: dict, machine: dict) -> str:
     m = machine[r["threads"]]
     return (f"{r['op']:4} {r['type']:5} {r['rows']:>6} {r['cols']:>6} {r['tokens']:>4} {r['isa']:7} "
             f"{r['threads']:>3} {r['seconds'] * 1e3:>10.3f} {r['gbs']:>7.1f} "
-            f"{100 * r['gbs'] / m['read_bandwidth_gbs']:>6.1f} {r['gflops']:>8.1f} "
+            f"{100 * r['gbs'] / r.get('read_bandwidth_gbs', m['read_bandwidth_gbs']):>6.1f} {r['gflops']:>8.1f} "
             f"{100 * r['gflops'] / m['peak_gflops']:>6.1f}")
 
 
@@ -165,15 +212,14 @@ def run(threads: int | None = None, isa: str | None = None, quick: bool = False,
     rng = np.random.default_rng(1)
     for wtype in types:
         for label, rows, cols in shapes:
-            w1 = make_weights(core, wtype, rows, cols)
-            mat_bytes = w1.nbytes
+            mat_bytes = len(make_weights(core, wtype, 1, cols)) * rows
             for op in ops:
                 if op == "gemv":
                     copies = max(1, math.ceil(stream_target / mat_bytes))
-                    w = np.tile(w1, copies) if copies > 1 else w1
                     t = 1
                 else:
-                    copies, w, t = 1, w1, gemm_tokens
+                    copies, t = 1, gemm_tokens
+                w = make_weights(core, wtype, rows, cols, copies)
                 x = rng.standard_normal((t, cols), dtype=np.float32)
                 flops = 2.0 * rows * cols * t
                 for a in isas:
@@ -181,14 +227,17 @@ def run(threads: int | None = None, isa: str | None = None, quick: bool = False,
                         # long GEMMs (the 262144-row head): one timed call, no warm-up
                         est = flops / max(1e9, 0.25e9 * machine[n]["peak_gflops"]) if a != "scalar" else flops / 2e9
                         long_run = est > 2.0
+                        if op == "gemv":  # bandwidth right before and after: shared hosts drift
+                            bw0 = _local_bandwidth(core, n)
                         sec = core.bench_matmul(w, wtype, rows, cols, copies, x, n, a,
                                                 0.0 if long_run else min_seconds, 1 if long_run else 3, not long_run)
                         r = {"op": op, "type": wtype, "rows": rows, "cols": cols, "tokens": t, "isa": a, "threads": n,
                              "seconds": sec, "gbs": mat_bytes / sec / 1e9, "gflops": flops / sec / 1e9}
+                        if op == "gemv":
+                            r["read_bandwidth_gbs"] = 0.5 * (bw0 + _local_bandwidth(core, n))
                         results.append(r)
                         log(_row(r, machine))
                 del w, x
-            del w1
     top = machine[max(thread_list)]
     return {"read_bandwidth_gbs": top["read_bandwidth_gbs"], "peak_gflops": top["peak_gflops"], "results": results,
             "_machine": machine}
@@ -207,7 +256,7 @@ def format_markdown(res: dict) -> str:
         m = machine[r["threads"]]
         lines.append(f"| {r['op']} | {r['type']} | {r['rows']} | {r['cols']} | {r['tokens']} | {r['isa']} | "
                      f"{r['threads']} | {r['seconds'] * 1e3:.3f} | {r['gbs']:.1f} | "
-                     f"{100 * r['gbs'] / m['read_bandwidth_gbs']:.1f} | {r['gflops']:.1f} | "
+                     f"{100 * r['gbs'] / r.get('read_bandwidth_gbs', m['read_bandwidth_gbs']):.1f} | {r['gflops']:.1f} | "
                      f"{100 * r['gflops'] / m['peak_gflops']:.1f} |")
     return "\n".join(lines)
 
