@@ -1,0 +1,44 @@
+// Token sampling from one row of logits. Order of operations (llama.cpp / transformers
+// users' expectations): logit bias and suppressed tokens -> repetition / frequency / presence
+// penalties over the last `penalty_last_n` tokens -> greedy if temperature <= 0, else
+// top-k -> top-p -> min-p -> temperature -> softmax -> draw from the seeded generator.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <utility>
+#include <vector>
+
+namespace unigemma::runtime {
+
+struct SamplerParams {
+    float temperature = 0.0f;        // <= 0: greedy (argmax, lowest id on ties)
+    int32_t top_k = 0;               // <= 0: off
+    float top_p = 1.0f;              // >= 1: off
+    float min_p = 0.0f;              // <= 0: off
+    float repetition_penalty = 1.0f; // 1: off (CTRL style: logit > 0 ? l / p : l * p)
+    float frequency_penalty = 0.0f;  // logit -= f * count
+    float presence_penalty = 0.0f;   // logit -= p * (count > 0)
+    int32_t penalty_last_n = 64;     // window of history the penalties see; -1: all
+    uint64_t seed = 0;
+    std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logit; -inf bans
+    std::vector<int32_t> suppress;                      // always -inf (e.g. tokenizer.ggml.suppress_tokens)
+};
+
+class Sampler {
+public:
+    Sampler(SamplerParams p, int32_t n_vocab);  // throws InputError on bad parameters (names the field)
+    // Samples from logits[0..n_vocab) (not modified); `history` are the tokens so far
+    // (prompt + generated) for the penalties.
+    int32_t sample(const float* logits, const std::vector<int32_t>& history);
+    void reseed(uint64_t seed);
+    const SamplerParams& params() const { return p_; }
+
+private:
+    SamplerParams p_;
+    int32_t n_vocab_;
+    std::mt19937_64 rng_;
+    std::vector<float> work_;
+    std::vector<int32_t> idx_;
+};
+
+}  // namespace unigemma::runtime
