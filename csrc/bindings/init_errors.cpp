@@ -32,6 +32,8 @@ void init_errors(py::module_& m) {
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
+        } catch (const unigemma::Interrupted&) {
+            PyErr_SetNone(PyExc_KeyboardInterrupt);
         } catch (const unigemma::ContextOverflowError& e) {
             set(overflow, e.what());
         } catch (const unigemma::InputError& e) {

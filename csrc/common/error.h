@@ -26,5 +26,9 @@ struct InputError : Error {
 struct ContextOverflowError : InputError {
     using InputError::InputError;
 };
+// The caller asked to stop (Ctrl-C seen by a binding's interrupt check); maps to KeyboardInterrupt.
+struct Interrupted : Error {
+    Interrupted() : Error("interrupted") {}
+};
 
 }  // namespace unigemma

@@ -1,0 +1,137 @@
+// Python bindings of the text model and its inference context.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "gguf/gguf_file.h"
+#include "model/text_model.h"
+#include "runtime/kv_cache.h"
+
+namespace py = pybind11;
+using namespace unigemma;
+
+namespace {
+
+// Called between layers with the GIL released: a pending Ctrl-C stops the eval.
+void check_signals() {
+    py::gil_scoped_acquire acq;
+    if (PyErr_CheckSignals() != 0) {
+        PyErr_Clear();
+        throw Interrupted();
+    }
+}
+
+model::ContextParams make_params(int64_t n_ctx, int64_t n_ubatch, int n_threads, const std::string& k,
+                                 const std::string& v) {
+    model::ContextParams p;
+    p.n_ctx = n_ctx;
+    p.n_ubatch = n_ubatch;
+    p.n_threads = n_threads;
+    p.k_type = runtime::kv_type_from_name(k, "K cache");
+    p.v_type = runtime::kv_type_from_name(v, "V cache");
+    return p;
+}
+
+py::dict hparams_dict(const model::TextModel& m) {
+    const auto& hp = m.hparams();
+    py::dict d;
+    d["arch"] = hp.arch_name;
+    d["n_layer"] = hp.n_layer;
+    d["n_embd"] = hp.n_embd;
+    d["n_vocab"] = hp.n_vocab;
+    d["n_ctx_train"] = hp.n_ctx_train;
+    d["sliding_window"] = hp.window;
+    d["rms_norm_eps"] = hp.eps;
+    d["embedding_scale"] = hp.embed_scale;
+    d["attention_scale"] = hp.attn_scale;
+    d["final_logit_softcapping"] = hp.final_softcap;
+    py::list layers;
+    for (const auto& s : hp.layers) {
+        py::dict l;
+        l["sliding"] = s.sliding;
+        l["n_head"] = s.n_head;
+        l["n_kv_head"] = s.n_kv_head;
+        l["head_dim"] = s.head_dim;
+        l["n_ff"] = s.n_ff;
+        l["kv_source"] = s.kv_source;
+        l["has_v"] = s.has_v;
+        layers.append(l);
+    }
+    d["layers"] = layers;
+    return d;
+}
+
+}  // namespace
+
+void init_model(py::module_& m) {
+    py::class_<model::TextModel, std::shared_ptr<model::TextModel>>(m, "TextModel")
+        .def(py::init([](py::object src) {
+                 if (py::isinstance<gguf::GGUFFile>(src)) {
+                     auto f = src.cast<std::shared_ptr<gguf::GGUFFile>>();
+                     py::gil_scoped_release nogil;
+                     return std::make_shared<model::TextModel>(std::shared_ptr<const gguf::GGUFFile>(f));
+                 }
+                 const std::string path = py::str(src);
+                 py::gil_scoped_release nogil;
+                 return std::make_shared<model::TextModel>(path);
+             }),
+             py::arg("gguf"), "Loads the text decoder of a gemma4 / gemma3 GGUF (path or GGUFFile).")
+        .def_property_readonly("hparams", &hparams_dict)
+        .def_property_readonly("n_vocab", [](const model::TextModel& t) { return t.hparams().n_vocab; })
+        .def_property_readonly("n_embd", [](const model::TextModel& t) { return t.hparams().n_embd; })
+        .def_property_readonly("weight_bytes", &model::TextModel::weight_bytes)
+        .def_property_readonly("gguf", [](const model::TextModel& t) {
+            return std::const_pointer_cast<gguf::GGUFFile>(t.file_ptr());
+        })
+        .def(
+            "kv_cache_bytes",
+            [](const model::TextModel& t, int64_t n_ctx, int64_t n_ubatch, const std::string& k, const std::string& v) {
+                return model::kv_cache_bytes(t, make_params(n_ctx, n_ubatch, 0, k, v));
+            },
+            py::arg("n_ctx"), py::arg("n_ubatch") = 512, py::arg("k_type") = "f16", py::arg("v_type") = "f16",
+            "Bytes of KV cache a context of n_ctx tokens holds when full (sliding layers: fixed rings).");
+
+    py::class_<model::Context>(m, "Context")
+        .def(py::init([](std::shared_ptr<model::TextModel> t, int64_t n_ctx, int64_t n_ubatch, int n_threads,
+                         const std::string& k, const std::string& v) {
+                 return std::make_unique<model::Context>(t, make_params(n_ctx, n_ubatch, n_threads, k, v));
+             }),
+             py::arg("model"), py::arg("n_ctx") = 4096, py::arg("n_ubatch") = 512, py::arg("n_threads") = 0,
+             py::arg("k_type") = "f16", py::arg("v_type") = "f16")
+        .def(
+            "eval",
+            [](model::Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,
+               bool all_logits, bool want_logits) -> py::object {
+                if (tokens.ndim() != 1) throw InputError("[context] tokens must be a 1-D sequence of ids");
+                const int64_t n = tokens.shape(0);
+                if (n == 0) throw InputError("[context] eval needs at least one token");
+                const int64_t V = c.model().hparams().n_vocab;
+                const int64_t rows = all_logits ? n : 1;
+                py::array_t<float> out;
+                float* dst = nullptr;
+                if (want_logits) {
+                    out = py::array_t<float>({rows, V});
+                    dst = out.mutable_data();
+                }
+                std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+                {
+                    py::gil_scoped_release nogil;
+                    c.eval(ids.data(), n, all_logits, dst, check_signals);
+                }
+                if (!want_logits) return py::none();
+                return std::move(out);
+            },
+            py::arg("tokens"), py::arg("all_logits") = false, py::arg("want_logits") = true,
+            "Appends tokens to the context; returns float32 logits [rows, n_vocab] (all new tokens or the last).")
+        .def_property_readonly("n_past", &model::Context::n_past)
+        .def_property_readonly("n_ctx", [](const model::Context& c) { return c.params().n_ctx; })
+        .def_property_readonly("kv_bytes", &model::Context::kv_bytes_allocated)
+        .def("truncate", &model::Context::truncate, py::arg("n"),
+             "Drops positions >= n; False if the sliding-window cache can no longer resume at n.")
+        .def("reset", &model::Context::reset);
+}

@@ -1,0 +1,188 @@
+// Context: the text forward pass over micro-batches (math in text_model.h).
+//
+// Activations of one micro-batch of n tokens live in float32 buffers, token-major:
+//   x [n][H] residual stream; a [n][H] normed input; q [n][n_head*hd]; k, v [n][n_kv*hd];
+//   att [n][n_head*hd]; g, u [n][n_ff]. Every matmul is one cpu::matmul call over the n tokens
+// (GEMM for a prefill, GEMV for a decode step), reading the weights in place from the mapping.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/error.h"
+#include "model/text_model.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/matmul.h"
+#include "quant/quant.h"
+#include "runtime/attention.h"
+
+namespace unigemma::model {
+
+namespace {
+
+void mm(const cpu::KernelTable& k, const Weight& w, const float* x, int64_t n, float* y, int nt) {
+    cpu::matmul(k, w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt);
+}
+
+}  // namespace
+
+Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m_(std::move(m)), p_(p) {
+    const auto& hp = m_->hparams();
+    if (p_.n_ctx <= 0) throw InputError("[context] n_ctx must be positive, got " + std::to_string(p_.n_ctx));
+    if (p_.n_ubatch <= 0) throw InputError("[context] n_ubatch must be positive");
+    if (p_.n_threads < 0) throw InputError("[context] n_threads must be >= 0");
+    kv_.resize(static_cast<size_t>(hp.n_layer));
+    for (int i = 0; i < hp.n_layer; ++i) {
+        const LayerSpec& s = hp.layers[static_cast<size_t>(i)];
+        if (s.kv_source != i) continue;
+        kv_[static_cast<size_t>(i)] = std::make_unique<runtime::KVLayer>(
+            runtime::KVLayerSpec{s.sliding, s.n_kv_head, s.head_dim}, hp.window, p_.n_ctx, p_.n_ubatch, p_.k_type,
+            p_.v_type);
+    }
+}
+
+size_t Context::kv_bytes_allocated() const {
+    size_t t = 0;
+    for (const auto& l : kv_)
+        if (l) t += l->bytes_allocated();
+    return t;
+}
+
+void Context::reset() {
+    for (auto& l : kv_)
+        if (l) l->clear();
+    n_past_ = 0;
+}
+
+bool Context::truncate(int64_t n) {
+    if (n < 0) throw InputError("[context] truncate to a negative length");
+    if (n >= n_past_) return n == n_past_;
+    const int64_t w = m_->hparams().window;
+    for (const auto& l : kv_) {
+        if (!l || !l->sliding()) continue;
+        for (int64_t p = std::max<int64_t>(0, n - w + 1); p < n; ++p)
+            if (!l->holds(p)) return false;
+    }
+    for (auto& l : kv_)
+        if (l) l->forget_from(n);
+    n_past_ = n;
+    return true;
+}
+
+void Context::eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
+                   const std::function<void()>& check_interrupt) {
+    if (n <= 0) throw InputError("[context] eval needs at least one token");
+    if (n_past_ + n > p_.n_ctx)
+        throw ContextOverflowError("[context] " + std::to_string(n_past_) + " cached + " + std::to_string(n) +
+                                   " new tokens exceed the context of " + std::to_string(p_.n_ctx) + " tokens");
+    const int64_t V = m_->hparams().n_vocab;
+    for (int64_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            throw InputError("[context] token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                             " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    for (auto& l : kv_)
+        if (l) l->reserve(n_past_ + n);
+    for (int64_t s = 0; s < n; s += p_.n_ubatch) {
+        const int64_t nb = std::min(p_.n_ubatch, n - s);
+        const bool last = s + nb == n;
+        float* out = nullptr;
+        if (logits_out && all_logits) out = logits_out + s * V;
+        if (logits_out && !all_logits && last) out = logits_out;
+        eval_ubatch(tokens + s, nb, all_logits, out, check_interrupt);
+    }
+}
+
+void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
+                          const std::function<void()>& check_interrupt) {
+    const TextModel& m = *m_;
+    const TextHParams& hp = m.hparams();
+    const cpu::KernelTable& K = cpu::kernels();
+    const int nt = p_.n_threads;
+    const int64_t H = hp.n_embd;
+    const int64_t pos0 = n_past_;
+    const float eps = hp.eps;
+
+    std::vector<float> x(static_cast<size_t>(n * H)), a(x.size()), o(x.size());
+    const Weight& E = m.token_embd();
+    for (int64_t t = 0; t < n; ++t) {
+        quant::dequantize_row(E.type, E.data + static_cast<size_t>(tokens[t]) * E.row_bytes, x.data() + t * H, H);
+        K.scale(x.data() + t * H, x.data() + t * H, hp.embed_scale, H);
+    }
+    std::vector<float> q, kb, vb, att, g, u;
+    for (int il = 0; il < hp.n_layer; ++il) {
+        if (check_interrupt) check_interrupt();
+        const LayerSpec& s = hp.layers[static_cast<size_t>(il)];
+        const LayerWeights& w = m.layer(il);
+        const int hd = s.head_dim;
+        const int64_t qw = int64_t(s.n_head) * hd, kw = int64_t(s.n_kv_head) * hd;
+        for (int64_t t = 0; t < n; ++t) K.rms_norm(a.data() + t * H, x.data() + t * H, w.attn_norm, H, eps);
+        q.resize(static_cast<size_t>(n * qw));
+        mm(K, w.q, a.data(), n, q.data(), nt);
+        for (int64_t t = 0; t < n; ++t)
+            for (int h = 0; h < s.n_head; ++h) {
+                float* qh = q.data() + t * qw + int64_t(h) * hd;
+                K.rms_norm(qh, qh, w.q_norm, hd, eps);
+                K.rope_neox(qh, hd, static_cast<float>(pos0 + t), s.inv_freq);
+            }
+        runtime::KVLayer& kv = *kv_[static_cast<size_t>(s.kv_source)];
+        if (s.kv_source == il) {
+            kb.resize(static_cast<size_t>(n * kw));
+            vb.resize(kb.size());
+            mm(K, w.k, a.data(), n, kb.data(), nt);
+            if (s.has_v)
+                mm(K, w.v, a.data(), n, vb.data(), nt);
+            else
+                std::copy(kb.begin(), kb.end(), vb.begin());  // k_eq_v: V is the raw K projection
+            for (int64_t t = 0; t < n; ++t)
+                for (int h = 0; h < s.n_kv_head; ++h) {
+                    float* kh = kb.data() + t * kw + int64_t(h) * hd;
+                    float* vh = vb.data() + t * kw + int64_t(h) * hd;
+                    K.rms_norm(kh, kh, w.k_norm, hd, eps);
+                    K.rope_neox(kh, hd, static_cast<float>(pos0 + t), s.inv_freq);
+                    if (hp.v_norm) K.rms_norm(vh, vh, nullptr, hd, eps);
+                    kv.store(pos0 + t, h, kh, vh);
+                }
+        }
+        att.resize(q.size());
+        runtime::AttentionBatch ab;
+        ab.q = q.data();
+        ab.out = att.data();
+        ab.n_tokens = n;
+        ab.pos0 = pos0;
+        ab.n_head = s.n_head;
+        ab.scale = hp.attn_scale;
+        ab.window = s.sliding ? hp.window : 0;
+        runtime::attention(K, kv, ab, nt);
+        mm(K, w.o, att.data(), n, o.data(), nt);
+        for (int64_t t = 0; t < n; ++t) {
+            float* ot = o.data() + t * H;
+            K.rms_norm(ot, ot, w.post_attn_norm, H, eps);
+            K.add(x.data() + t * H, x.data() + t * H, ot, H);
+            K.rms_norm(a.data() + t * H, x.data() + t * H, w.ffn_norm, H, eps);
+        }
+        const int64_t F = s.n_ff;
+        g.resize(static_cast<size_t>(n * F));
+        u.resize(g.size());
+        mm(K, w.gate, a.data(), n, g.data(), nt);
+        mm(K, w.up, a.data(), n, u.data(), nt);
+        K.gelu_tanh_mul(g.data(), g.data(), u.data(), n * F);
+        mm(K, w.down, g.data(), n, o.data(), nt);
+        for (int64_t t = 0; t < n; ++t) {
+            float* ot = o.data() + t * H;
+            float* xt = x.data() + t * H;
+            K.rms_norm(ot, ot, w.post_ffw_norm, H, eps);
+            K.add(xt, xt, ot, H);
+            if (w.output_scale != 1.0f) K.scale(xt, xt, w.output_scale, H);
+        }
+    }
+    n_past_ += n;
+    if (!logits_out) return;
+    // Head only for the rows whose logits are wanted.
+    const int64_t r0 = all_logits ? 0 : n - 1;
+    const int64_t rows = n - r0;
+    for (int64_t t = 0; t < rows; ++t) K.rms_norm(a.data() + t * H, x.data() + (r0 + t) * H, m.output_norm(), H, eps);
+    const int64_t V = hp.n_vocab;
+    mm(K, m.output(), a.data(), rows, logits_out, nt);
+    if (hp.final_softcap > 0.0f) K.softcap(logits_out, logits_out, rows * V, hp.final_softcap);
+}
+
+}  // namespace unigemma::model

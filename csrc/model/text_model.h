@@ -1,0 +1,141 @@
+// Text decoder of Gemma 4 (arch "gemma4", our files and llama.cpp's) and Gemma 3 (arch
+// "gemma3", llama.cpp's files): hyper-parameters read from GGUF metadata and tensor shapes,
+// weights bound as views into the mapped file (no copies), and a Context that runs the
+// forward pass over micro-batches with its own KV cache.
+//
+// Forward pass (reference: transformers gemma4_unified; Gemma 3 differences noted):
+//   x = E[id] * embed_scale                        (Gemma 4: sqrt(H) rounded as the source
+//                                                   checkpoint's dtype did, from our metadata)
+//   per layer:  a = rms(x) * attn_norm
+//               q = rms_h(Wq a) * q_norm -> RoPE;  k = rms_h(Wk a) * k_norm -> RoPE;
+//               v = rms_h(Wv a)  (no weight; Gemma 3: no v norm; k_eq_v: v from Wk a)
+//               x += rms(Wo attn(q, K, V)) * post_attention_norm
+//               x += rms(Wdown (gelu_tanh(Wgate b) * Wup b)) * post_ffw_norm,  b = rms(x) * ffn_norm
+//               x *= layer_output_scale (when present)
+//   logits = softcap(rms(x) * output_norm . E^T)   (tied head unless output.weight exists)
+// Attention scores are q.k * attn_scale (Gemma 4: 1.0; Gemma 3: 1/sqrt(key_length)); sliding
+// layers see keys with q_pos - k_pos < window, full layers every earlier key.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf_file.h"
+#include "runtime/kv_cache.h"
+
+namespace unigemma::model {
+
+using gguf::GGMLType;
+
+struct Weight {
+    const uint8_t* data = nullptr;
+    GGMLType type = GGMLType::F32;
+    int64_t rows = 0, cols = 0;  // PyTorch [out, in]: rows = ne[1], cols = ne[0]
+    size_t row_bytes = 0;
+    explicit operator bool() const { return data != nullptr; }
+};
+
+struct LayerSpec {
+    bool sliding = false;
+    int n_head = 0, n_kv_head = 0, head_dim = 0;
+    int64_t n_ff = 0;
+    int kv_source = -1;      // layer whose cache this layer attends to (itself if it owns K/V)
+    bool has_v = true;       // false: V is the raw K projection (attention_k_eq_v)
+    const float* inv_freq = nullptr;  // head_dim/2 RoPE inverse frequencies (0 = not rotated)
+};
+
+struct LayerWeights {
+    const float* attn_norm = nullptr;
+    Weight q, k, v, o;
+    const float* q_norm = nullptr;
+    const float* k_norm = nullptr;
+    const float* post_attn_norm = nullptr;
+    const float* ffn_norm = nullptr;
+    Weight gate, up, down;
+    const float* post_ffw_norm = nullptr;
+    float output_scale = 1.0f;  // layer_output_scale (Gemma 4), 1 if absent
+};
+
+enum class Arch { Gemma4, Gemma3 };
+
+struct TextHParams {
+    Arch arch = Arch::Gemma4;
+    std::string arch_name;
+    int n_layer = 0;
+    int64_t n_embd = 0, n_vocab = 0, n_ctx_train = 0;
+    int64_t window = 0;
+    float eps = 1e-6f;
+    float embed_scale = 1.0f;
+    float attn_scale = 1.0f;
+    float final_softcap = 0.0f;  // 0: none
+    bool v_norm = true;          // Gemma 4: scale-less RMSNorm on V; Gemma 3: none
+    std::vector<LayerSpec> layers;
+};
+
+class TextModel {
+public:
+    // Opens and validates `path` (throws GGUFError / ModelError naming the key or tensor).
+    explicit TextModel(const std::string& path);
+    explicit TextModel(std::shared_ptr<const gguf::GGUFFile> file);
+    const TextHParams& hparams() const { return hp_; }
+    const LayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
+    const Weight& token_embd() const { return token_embd_; }
+    const Weight& output() const { return output_; }
+    const float* output_norm() const { return output_norm_; }
+    const gguf::GGUFFile& file() const { return *file_; }
+    std::shared_ptr<const gguf::GGUFFile> file_ptr() const { return file_; }
+    size_t weight_bytes() const;
+
+private:
+    void load();
+    std::shared_ptr<const gguf::GGUFFile> file_;
+    TextHParams hp_;
+    std::vector<LayerWeights> layers_;
+    Weight token_embd_, output_;
+    const float* output_norm_ = nullptr;
+    std::vector<std::vector<float>> inv_freq_;  // [0]: sliding, [1]: full
+};
+
+struct ContextParams {
+    int64_t n_ctx = 4096;
+    int64_t n_ubatch = 512;  // tokens per micro-batch of a prefill
+    int n_threads = 0;       // 0: the pool default
+    GGMLType k_type = GGMLType::F16;
+    GGMLType v_type = GGMLType::F16;
+};
+
+// Bytes of KV cache a context would allocate at full n_ctx (sliding layers are fixed rings).
+size_t kv_cache_bytes(const TextModel& m, const ContextParams& p);
+
+class Context {
+public:
+    Context(std::shared_ptr<const TextModel> m, const ContextParams& p);
+    // Appends tokens at positions n_past() .. and runs them through the model in micro-batches.
+    // logits_out: if non-null, receives float32 logits (soft-capped) for the rows selected by
+    // `all_logits` (every new token) or else the last token only: [rows][n_vocab].
+    // `hidden_out` (optional): the final-norm input (last hidden state) of the same rows, [rows][n_embd].
+    // `check_interrupt` is called between micro-batches and layers (may throw to stop; the
+    // cache then keeps only the micro-batches that completed).
+    void eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
+              const std::function<void()>& check_interrupt = {});
+    int64_t n_past() const { return n_past_; }
+    // Drops positions >= n. Returns false (and changes nothing) when a sliding-window ring no
+    // longer holds the window that position n - 1 needs; the caller then re-evaluates from 0.
+    bool truncate(int64_t n);
+    void reset();
+    size_t kv_bytes_allocated() const;
+    const ContextParams& params() const { return p_; }
+    const TextModel& model() const { return *m_; }
+
+private:
+    void eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
+                     const std::function<void()>& check_interrupt);
+    std::shared_ptr<const TextModel> m_;
+    ContextParams p_;
+    std::vector<std::unique_ptr<runtime::KVLayer>> kv_;  // per layer; nullptr for KV-shared layers
+    int64_t n_past_ = 0;
+};
+
+}  // namespace unigemma::model
