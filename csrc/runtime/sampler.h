@@ -32,6 +32,11 @@ public:
     int32_t sample(const float* logits, const std::vector<int32_t>& history);
     void reseed(uint64_t seed);
     const SamplerParams& params() const { return p_; }
+    int32_t n_vocab() const { return n_vocab_; }
+    // The first stage of sample() on its own: logit bias, suppressed tokens and penalties
+    // applied to logits[0..n_vocab), written to out[0..n_vocab) (may alias logits). Throws
+    // InputError on NaN logits or out-of-range history ids.
+    void process_logits(const float* logits, const std::vector<int32_t>& history, float* out);
 
 private:
     SamplerParams p_;
@@ -39,6 +44,11 @@ private:
     std::mt19937_64 rng_;
     std::vector<float> work_;
     std::vector<int32_t> idx_;
+    std::vector<std::pair<int32_t, double>> bias_;  // sorted by id, duplicates summed
+    std::vector<int32_t> suppress_;                  // sorted, unique
+    std::vector<int32_t> hist_;                      // penalty window, sorted for counting
+    std::vector<double> e_;                          // exp(l - max) by token id (filters)
+    std::vector<double> w_;                          // final weights, aligned with idx_
 };
 
 }  // namespace unigemma::runtime
