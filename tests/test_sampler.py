@@ -468,3 +468,20 @@ def test_gemma_vocab_262144():
             s.sample(row, history)
             times.append(time.perf_counter() - t0)
         assert sorted(times)[2] < 0.25, (kw, times)
+
+
+@pytest.mark.parametrize("top_p,min_p", [(0.3, 0.0), (0.7, 0.0), (0.95, 0.0), (0.999, 0.0), (0.9, 0.02), (0.5, 1e-4)])
+def test_long_candidate_lists_with_ties(top_p, min_p):
+    # > 4096 candidates: top-p goes through the logit buckets; logits on a coarse grid put
+    # thousands of exact ties (same bucket) at the cut, resolved by lower id first.
+    V = 30000
+    rng = np.random.default_rng(int(top_p * 1000) + 17)
+    row = (-0.25 * rng.integers(0, 40, V)).astype(np.float32)
+    row[rng.integers(0, V, 50)] = 1.5
+    l = row.astype(np.float64)
+    sure_kept, sure_dropped = ref_kept(l, top_p=top_p, min_p=min_p)
+    assert len(sure_kept) + len(sure_dropped) == V
+    for t in (1.0, HUGE_T):
+        want = ref_sequence(l, sure_kept, t, 2024, 200)
+        s = Sampler(V, temperature=t, top_p=top_p, min_p=min_p, seed=2024)
+        assert [s.sample(row, []) for _ in range(200)] == want

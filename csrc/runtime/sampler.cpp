@@ -34,10 +34,10 @@
 //    same seed gives the same tokens on every standard library; the only platform dependence
 //    left is libm's exp() rounding (<= 1 ulp), which moves a boundary by ~1e-16.
 //
-// Cost for V tokens: O(V) passes (copy + NaN check, max, candidate list, exp); top-k uses
-// nth_element (O(V)) and sorts only the k survivors; top-p without top-k sorts incrementally
-// (256, 512, ... tokens selected with nth_element) until the mass is reached, so a peaked
-// distribution costs O(V) and not O(V log V).
+// Cost for V tokens: O(V) passes (copy + NaN check, max, candidate list, exp). top-k keeps a
+// bounded heap (O(V) compares + O(k log k)); top-p sorts at most 4096 candidates, longer lists
+// go through logit buckets (top_p_by_buckets) and only the boundary bucket is sorted; min-p is
+// a threshold pass. The kept set is sorted by id only when it came out of a sort.
 #include "runtime/sampler.h"
 
 #include <algorithm>
@@ -154,6 +154,52 @@ void Sampler::process_logits(const float* logits, const std::vector<int32_t>& hi
     }
 }
 
+// Top-p over a long candidate list in ascending id order, without sorting it. Tokens go into
+// buckets of width 1/64 in d = lmax - l (d >= 64, mass < 1.7e-28 each, share the last one);
+// the bucket index never increases along the total order, so the mass of whole buckets, summed
+// from the top, finds the bucket B where the running mass reaches the target: buckets before B
+// are kept whole, buckets after B dropped, and only B is sorted and walked token by token.
+// Only the summation order differs from a walk over the fully sorted list (rounding ~1e-16
+// relative). idx_ stays in ascending id order. O(V) plus a sort of one bucket, which is small
+// unless very many logits are (nearly) equal at the cut.
+void Sampler::top_p_by_buckets(double target, double m) {
+    constexpr int kBuckets = 4096;
+    constexpr double kScale = kBuckets / 64.0;
+    const float* l = work_.data();
+    auto bucket = [&](int32_t id) {
+        const double d = (m - static_cast<double>(l[id])) * kScale;  // monotone in l, >= 0
+        return d >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(d);
+    };
+    mass_.assign(kBuckets, 0.0);
+    for (int32_t id : idx_) mass_[bucket(id)] += e_[id];
+    double cum = 0.0;
+    int B = 0;
+    for (; B < kBuckets; ++B) {
+        if (cum + mass_[B] >= target) break;
+        cum += mass_[B];
+    }
+    if (B == kBuckets) return;  // rounding kept the target out of reach: keep everything
+    sel_.clear();
+    for (int32_t id : idx_)
+        if (bucket(id) == B) sel_.push_back(id);
+    auto before = [l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+    std::sort(sel_.begin(), sel_.end(), before);
+    int32_t cut = sel_.back();
+    for (int32_t id : sel_) {
+        cum += e_[id];
+        if (cum >= target) {
+            cut = id;
+            break;
+        }
+    }
+    idx_.erase(std::remove_if(idx_.begin(), idx_.end(),
+                              [&](int32_t id) {
+                                  const int b = bucket(id);
+                                  return b > B || (b == B && before(cut, id));
+                              }),
+               idx_.end());
+}
+
 int32_t Sampler::sample(const float* logits, const std::vector<int32_t>& history) {
     const size_t V = static_cast<size_t>(n_vocab_);
     work_.resize(V);
@@ -186,12 +232,22 @@ int32_t Sampler::sample(const float* logits, const std::vector<int32_t>& history
     bool sorted = false;
     const size_t k = p_.top_k > 0 ? static_cast<size_t>(p_.top_k) : V;
     if (k < V) {
-        idx_.resize(V);
-        std::iota(idx_.begin(), idx_.end(), 0);
-        std::nth_element(idx_.begin(), idx_.begin() + static_cast<std::ptrdiff_t>(k), idx_.end(), before);
-        idx_.resize(k);
-        std::sort(idx_.begin(), idx_.end(), before);
-        while (!idx_.empty() && l[idx_.back()] == -kInf) idx_.pop_back();
+        // Bounded heap of the k best so far, its worst at the front: O(V) compares for the
+        // typical token (rejected against the front), O(log k) for the few that enter.
+        idx_.clear();
+        for (size_t i = 0; i < V; ++i) {
+            if (l[i] == -kInf) continue;
+            const auto id = static_cast<int32_t>(i);
+            if (idx_.size() < k) {
+                idx_.push_back(id);
+                std::push_heap(idx_.begin(), idx_.end(), before);
+            } else if (before(id, idx_.front())) {
+                std::pop_heap(idx_.begin(), idx_.end(), before);
+                idx_.back() = id;
+                std::push_heap(idx_.begin(), idx_.end(), before);
+            }
+        }
+        std::sort_heap(idx_.begin(), idx_.end(), before);  // best first
         sorted = true;
     } else {
         idx_.clear();
@@ -221,32 +277,24 @@ int32_t Sampler::sample(const float* logits, const std::vector<int32_t>& history
             // comes first). Walking the min-p-filtered list is the same: it is a prefix of
             // the order, and if the cut lies beyond it, everything it holds is kept anyway.
             const double target = static_cast<double>(p_.top_p) * Z;
-            const size_t n = idx_.size();
-            size_t keep = n, s = 0, chunk = 256;
-            double cum = 0.0;
-            bool done = false;
-            while (s < n && !done) {
-                const size_t end = sorted ? n : std::min(n, s + chunk);
-                if (!sorted) {
-                    auto b = idx_.begin();
-                    if (end < n)
-                        std::nth_element(b + static_cast<std::ptrdiff_t>(s), b + static_cast<std::ptrdiff_t>(end),
-                                         idx_.end(), before);
-                    std::sort(b + static_cast<std::ptrdiff_t>(s), b + static_cast<std::ptrdiff_t>(end), before);
-                }
-                for (size_t i = s; i < end; ++i) {
+            if (!sorted && idx_.size() <= 4096) {
+                std::sort(idx_.begin(), idx_.end(), before);
+                sorted = true;
+            }
+            if (sorted) {
+                double cum = 0.0;
+                size_t keep = idx_.size();
+                for (size_t i = 0; i < idx_.size(); ++i) {
                     cum += e_[idx_[i]];
                     if (cum >= target) {
                         keep = i + 1;
-                        done = true;
                         break;
                     }
                 }
-                s = end;
-                chunk *= 2;
+                idx_.resize(keep);
+            } else {
+                top_p_by_buckets(target, m);
             }
-            idx_.resize(keep);
-            sorted = true;
         }
     }
     if (sorted) std::sort(idx_.begin(), idx_.end());  // the draw walks ascending ids
@@ -255,8 +303,9 @@ int32_t Sampler::sample(const float* logits, const std::vector<int32_t>& history
     const double T = p_.temperature;
     w_.resize(idx_.size());
     double W = 0.0;
+    const bool reuse_e = T == 1.0 && (use_top_p || use_min_p);  // e_ already holds exp(l - lmax)
     for (size_t i = 0; i < idx_.size(); ++i) {
-        const double w = std::exp((static_cast<double>(l[idx_[i]]) - m) / T);
+        const double w = reuse_e ? e_[idx_[i]] : std::exp((static_cast<double>(l[idx_[i]]) - m) / T);
         w_[i] = w;
         W += w;
     }

@@ -39,6 +39,8 @@ public:
     void process_logits(const float* logits, const std::vector<int32_t>& history, float* out);
 
 private:
+    void top_p_by_buckets(double target, double lmax);
+
     SamplerParams p_;
     int32_t n_vocab_;
     std::mt19937_64 rng_;
@@ -49,6 +51,8 @@ private:
     std::vector<int32_t> hist_;                      // penalty window, sorted for counting
     std::vector<double> e_;                          // exp(l - max) by token id (filters)
     std::vector<double> w_;                          // final weights, aligned with idx_
+    std::vector<int32_t> sel_;                       // top-p: tokens of the boundary bucket
+    std::vector<double> mass_;                       // top-p: probability mass per logit bucket
 };
 
 }  // namespace unigemma::runtime
