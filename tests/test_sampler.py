@@ -448,7 +448,7 @@ def test_gemma_vocab_262144():
     assert len(sure_kept) == 50
     assert draw_set(Sampler(V, temperature=HUGE_T, top_k=50), row, 3000) == sure_kept
 
-    # top-p without top-k: a kept set of thousands, found by the incremental partial sort
+    # top-p without top-k: > 4096 candidates, so the cut is found through the logit buckets
     for kw in (dict(top_p=0.9), dict(top_p=0.5, min_p=0.001), dict()):
         filt = {k: kw[k] for k in ("top_p", "min_p") if k in kw}
         sure_kept, sure_dropped = ref_kept(l, **filt)
