@@ -32,13 +32,27 @@ public:
     int32_t sample(const float* logits, const std::vector<int32_t>& history);
     void reseed(uint64_t seed);
     const SamplerParams& params() const { return p_; }
+    int32_t n_vocab() const { return n_vocab_; }
+    // The first stage of sample() on its own: logit bias, suppressed tokens and penalties
+    // applied to logits[0..n_vocab), written to out[0..n_vocab) (may alias logits). Throws
+    // InputError on NaN logits or out-of-range history ids.
+    void process_logits(const float* logits, const std::vector<int32_t>& history, float* out);
 
 private:
+    void top_p_by_buckets(double target, double lmax);
+
     SamplerParams p_;
     int32_t n_vocab_;
     std::mt19937_64 rng_;
     std::vector<float> work_;
     std::vector<int32_t> idx_;
+    std::vector<std::pair<int32_t, double>> bias_;  // sorted by id, duplicates summed
+    std::vector<int32_t> suppress_;                  // sorted, unique
+    std::vector<int32_t> hist_;                      // penalty window, sorted for counting
+    std::vector<double> e_;                          // exp(l - max) by token id (filters)
+    std::vector<double> w_;                          // final weights, aligned with idx_
+    std::vector<int32_t> sel_;                       // top-p: tokens of the boundary bucket
+    std::vector<double> mass_;                       // top-p: probability mass per logit bucket
 };
 
 }  // namespace unigemma::runtime
