@@ -9,6 +9,7 @@ void init_quant(py::module_& m);
 void init_info(py::module_& m);
 void init_kernels(py::module_& m);
 void init_matmul(py::module_& m);
+void init_tokenizer(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "unigemma C++ core";
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
     init_info(m);
     init_kernels(m);
     init_matmul(m);
+    init_tokenizer(m);
 }
