@@ -28,7 +28,7 @@ std::string text_arg(const py::handle& text) {
         if (!p) throw py::error_already_set();
         return std::string(p, static_cast<size_t>(n));
     }
-    throw InputError("[tokenizer] text must be str or bytes");
+    throw py::type_error("[tokenizer] text must be str or bytes, not " + std::string(py::str(py::type::of(text).attr("__name__"))));
 }
 
 py::str decode_replace(const std::string& s) {
