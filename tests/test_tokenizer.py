@@ -268,7 +268,7 @@ def test_parse_special_off(any_tok):
     bos = tok.token_text(tok.bos)
     on = tok.encode(f"x{bos}y", add_bos=False)
     off = tok.encode(f"x{bos}y", add_bos=False, special=False)
-    assert tok.bos in on and len(off) > len(on) - 0 and tok.bos not in off
+    assert tok.bos in on and tok.bos not in off and len(off) > len(on)
     assert tok.decode(off) == f"x{bos}y"
     nl2 = tok.find_token("\n\n")
     assert tok.encode("a\n\nb", add_bos=False, special=False) == tok.encode("a\n\nb", add_bos=False)

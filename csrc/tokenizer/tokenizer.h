@@ -61,7 +61,9 @@ protected:
     // Cuts `text` at control / user-defined token texts, leftmost-longest (the match that starts
     // first wins; among those starting at the same byte, the longest). Control and unknown
     // tokens take part only when parse_special; user-defined ones always do (llama.cpp and HF
-    // `tokenizers` both match non-special added tokens in any mode).
+    // `tokenizers` both match non-special added tokens in any mode). Leftmost-longest is HF's
+    // rule; llama.cpp takes the longest token text first over the whole input, which differs
+    // only where two token texts overlap in the input ("ab" and "bcd" in "abcd").
     std::vector<Fragment> split_special(std::string_view text, bool parse_special) const;
     // Appends the byte-fallback tokens for every byte of s (unk, or nothing, when the vocab
     // lacks a byte token).
