@@ -43,12 +43,49 @@ public:
     const std::vector<int32_t>& eog_ids() const { return eog_; }
     int32_t find_token(std::string_view text) const;  // -1 if absent
 
+    int32_t unk() const { return unk_; }
+    // Id of the "<0xNN>" byte token for byte b, -1 if the vocab has none.
+    int32_t byte_token(uint8_t b) const { return byte_tokens_[b]; }
+
 protected:
+    // Fills every shared member from the tokenizer.ggml.* keys (tokens, token_type, bos/eos/unk
+    // ids, add_bos_token) and builds the lookup tables; subclasses then read their own keys.
+    void load_common(const gguf::GGUFFile& f);
+
+    // One piece of the input after special-token splitting: either a matched special /
+    // user-defined token (`token` >= 0) or a span of plain text to run the model's BPE on.
+    struct Fragment {
+        int32_t token = -1;
+        std::string_view text;
+    };
+    // Cuts `text` at control / user-defined token texts, leftmost-longest (the match that starts
+    // first wins; among those starting at the same byte, the longest). Control and unknown
+    // tokens take part only when parse_special; user-defined ones always do (llama.cpp and HF
+    // `tokenizers` both match non-special added tokens in any mode). Leftmost-longest is HF's
+    // rule; llama.cpp takes the longest token text first over the whole input, which differs
+    // only where two token texts overlap in the input ("ab" and "bcd" in "abcd").
+    std::vector<Fragment> split_special(std::string_view text, bool parse_special) const;
+    // Appends the byte-fallback tokens for every byte of s (unk, or nothing, when the vocab
+    // lacks a byte token).
+    void push_bytes(std::string_view s, std::vector<int32_t>& out) const;
+    // Vocab id of an exact string, -1 if absent. With duplicate strings the last id wins (as in
+    // llama.cpp's and transformers' token -> id maps).
+    int32_t lookup(std::string_view s) const;
+    // Byte length of the UTF-8 character starting at s[pos]: 1..4 for a well-formed sequence
+    // (shortest form, no surrogates, <= U+10FFFF), 1 for any invalid or truncated one, so a bad
+    // byte becomes a symbol of its own and ends up as its <0xNN> byte token.
+    static size_t utf8_len(std::string_view s, size_t pos);
+
     std::vector<std::string> tokens_;
     std::vector<TokenType> types_;
-    int32_t bos_ = -1, eos_ = -1;
+    int32_t bos_ = -1, eos_ = -1, unk_ = -1;
     bool add_bos_ = true;
     std::vector<int32_t> eog_;
+
+private:
+    struct Impl;  // hash map text -> id and the special-token trie (tokenizer.cpp)
+    std::shared_ptr<const Impl> impl_;
+    int32_t byte_tokens_[256];
 };
 
 }  // namespace unigemma::tokenizer

@@ -67,6 +67,10 @@ def load_tokenizer(model_dir: Path, config: dict) -> TokenizerData:
         i = t["id"]
         if tokens[i] is None:  # added beyond the base vocab
             tokens[i] = t["content"]
+        # HF `tokenizers` matches every added token whole before BPE, also one that is in the base
+        # vocab (Gemma lists <|turn> etc. in both) and not in tokenizer_config's special tokens;
+        # a GGUF tokenizer only does that for control / user-defined tokens, so type them so.
+        if tokens[i] == t["content"] and types[i] != TOKEN_BYTE:
             types[i] = TOKEN_CONTROL if t.get("special") else TOKEN_USER_DEFINED
     # control = the tokenizer's special tokens (bos/eos/unk/pad/mask and the extra specials)
     by_text = {}
