@@ -27,8 +27,14 @@ void check_signals() {
 }
 
 model::ContextParams make_params(int64_t n_ctx, int64_t n_ubatch, int n_threads, const std::string& k,
-                                 const std::string& v) {
+                                 const std::string& v, const std::string& precision = "q8") {
     model::ContextParams p;
+    if (precision == "q8")
+        p.act_levels = 1;
+    else if (precision == "q16")
+        p.act_levels = 2;
+    else
+        throw InputError("[context] act_precision '" + precision + "' is not one of q8, q16");
     p.n_ctx = n_ctx;
     p.n_ubatch = n_ubatch;
     p.n_threads = n_threads;
@@ -98,11 +104,13 @@ void init_model(py::module_& m) {
 
     py::class_<model::Context>(m, "Context")
         .def(py::init([](std::shared_ptr<model::TextModel> t, int64_t n_ctx, int64_t n_ubatch, int n_threads,
-                         const std::string& k, const std::string& v) {
-                 return std::make_unique<model::Context>(t, make_params(n_ctx, n_ubatch, n_threads, k, v));
+                         const std::string& k, const std::string& v, const std::string& precision) {
+                 return std::make_unique<model::Context>(t, make_params(n_ctx, n_ubatch, n_threads, k, v, precision));
              }),
              py::arg("model"), py::arg("n_ctx") = 4096, py::arg("n_ubatch") = 512, py::arg("n_threads") = 0,
-             py::arg("k_type") = "f16", py::arg("v_type") = "f16")
+             py::arg("k_type") = "f16", py::arg("v_type") = "f16", py::arg("act_precision") = "q8",
+             "act_precision: 'q8' (8-bit activations in quantized matmuls, as llama.cpp) or 'q16' (8-bit + 8-bit "
+             "residual: ~15 bits, 2x the dot products, same weight traffic).")
         .def(
             "eval",
             [](model::Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,

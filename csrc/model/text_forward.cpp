@@ -19,8 +19,8 @@ namespace unigemma::model {
 
 namespace {
 
-void mm(const cpu::KernelTable& k, const Weight& w, const float* x, int64_t n, float* y, int nt) {
-    cpu::matmul(k, w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt);
+void mm(const cpu::KernelTable& k, const Weight& w, const float* x, int64_t n, float* y, int nt, int levels) {
+    cpu::matmul(k, w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt, levels);
 }
 
 }  // namespace
@@ -30,6 +30,7 @@ Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m
     if (p_.n_ctx <= 0) throw InputError("[context] n_ctx must be positive, got " + std::to_string(p_.n_ctx));
     if (p_.n_ubatch <= 0) throw InputError("[context] n_ubatch must be positive");
     if (p_.n_threads < 0) throw InputError("[context] n_threads must be >= 0");
+    if (p_.act_levels != 1 && p_.act_levels != 2) throw InputError("[context] act_levels must be 1 or 2");
     kv_.resize(static_cast<size_t>(hp.n_layer));
     for (int i = 0; i < hp.n_layer; ++i) {
         const LayerSpec& s = hp.layers[static_cast<size_t>(i)];
@@ -116,7 +117,7 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         const int64_t qw = int64_t(s.n_head) * hd, kw = int64_t(s.n_kv_head) * hd;
         for (int64_t t = 0; t < n; ++t) K.rms_norm(a.data() + t * H, x.data() + t * H, w.attn_norm, H, eps);
         q.resize(static_cast<size_t>(n * qw));
-        mm(K, w.q, a.data(), n, q.data(), nt);
+        mm(K, w.q, a.data(), n, q.data(), nt, p_.act_levels);
         for (int64_t t = 0; t < n; ++t)
             for (int h = 0; h < s.n_head; ++h) {
                 float* qh = q.data() + t * qw + int64_t(h) * hd;
@@ -127,9 +128,9 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         if (s.kv_source == il) {
             kb.resize(static_cast<size_t>(n * kw));
             vb.resize(kb.size());
-            mm(K, w.k, a.data(), n, kb.data(), nt);
+            mm(K, w.k, a.data(), n, kb.data(), nt, p_.act_levels);
             if (s.has_v)
-                mm(K, w.v, a.data(), n, vb.data(), nt);
+                mm(K, w.v, a.data(), n, vb.data(), nt, p_.act_levels);
             else
                 std::copy(kb.begin(), kb.end(), vb.begin());  // k_eq_v: V is the raw K projection
             for (int64_t t = 0; t < n; ++t)
@@ -152,7 +153,7 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         ab.scale = hp.attn_scale;
         ab.window = s.sliding ? hp.window : 0;
         runtime::attention(K, kv, ab, nt);
-        mm(K, w.o, att.data(), n, o.data(), nt);
+        mm(K, w.o, att.data(), n, o.data(), nt, p_.act_levels);
         for (int64_t t = 0; t < n; ++t) {
             float* ot = o.data() + t * H;
             K.rms_norm(ot, ot, w.post_attn_norm, H, eps);
@@ -162,10 +163,10 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         const int64_t F = s.n_ff;
         g.resize(static_cast<size_t>(n * F));
         u.resize(g.size());
-        mm(K, w.gate, a.data(), n, g.data(), nt);
-        mm(K, w.up, a.data(), n, u.data(), nt);
+        mm(K, w.gate, a.data(), n, g.data(), nt, p_.act_levels);
+        mm(K, w.up, a.data(), n, u.data(), nt, p_.act_levels);
         K.gelu_tanh_mul(g.data(), g.data(), u.data(), n * F);
-        mm(K, w.down, g.data(), n, o.data(), nt);
+        mm(K, w.down, g.data(), n, o.data(), nt, p_.act_levels);
         for (int64_t t = 0; t < n; ++t) {
             float* ot = o.data() + t * H;
             float* xt = x.data() + t * H;
@@ -181,7 +182,7 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
     const int64_t rows = n - r0;
     for (int64_t t = 0; t < rows; ++t) K.rms_norm(a.data() + t * H, x.data() + (r0 + t) * H, m.output_norm(), H, eps);
     const int64_t V = hp.n_vocab;
-    mm(K, m.output(), a.data(), rows, logits_out, nt);
+    mm(K, m.output(), a.data(), rows, logits_out, nt, p_.act_levels);
     if (hp.final_softcap > 0.0f) K.softcap(logits_out, logits_out, rows * V, hp.final_softcap);
 }
 

@@ -104,6 +104,9 @@ struct ContextParams {
     int n_threads = 0;       // 0: the pool default
     GGMLType k_type = GGMLType::F16;
     GGMLType v_type = GGMLType::F16;
+    // Activation precision of quantized matmuls: 1 = 8-bit (llama.cpp's), 2 = 8-bit plus the
+    // 8-bit residual (~15 bits; see cpu::matmul).
+    int act_levels = 1;
 };
 
 // Bytes of KV cache a context would allocate at full n_ctx (sliding layers are fixed rings).

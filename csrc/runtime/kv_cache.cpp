@@ -28,7 +28,7 @@ void check_kv_type(GGMLType t, int head_dim, const char* what) {
 
 size_t KVLayer::bytes_at(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_ubatch, GGMLType tk,
                          GGMLType tv) {
-    const int64_t slots = s.sliding ? std::min(n_ctx, window + n_ubatch) : n_ctx;
+    const int64_t slots = s.sliding ? std::min(n_ctx, window + n_ubatch + kRollbackSlots) : n_ctx;
     const size_t per_slot = (quant::row_bytes(tk, s.head_dim) + quant::row_bytes(tv, s.head_dim)) * s.n_kv_head;
     return per_slot * static_cast<size_t>(slots);
 }
@@ -42,7 +42,7 @@ KVLayer::KVLayer(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_
     if (s.sliding) {
         // Ring: fixed size, allocated now. Position p -> slot p % cap_, so cap_ must not
         // change once positions are stored.
-        max_cap_ = cap_ = std::min(n_ctx, window + n_ubatch);
+        max_cap_ = cap_ = std::min(n_ctx, window + n_ubatch + kRollbackSlots);
         k_.assign(static_cast<size_t>(cap_) * s.n_kv_head * k_row_, 0);
         v_.assign(static_cast<size_t>(cap_) * s.n_kv_head * v_row_, 0);
         slot_pos_.assign(static_cast<size_t>(cap_), -1);

@@ -5,10 +5,12 @@
 //   k: [cap][n_kv_head] rows of head_dim elements, each row stored in the K type
 //      (F32, F16, Q8_0 or Q4_0; quantized rows are whole blocks of 32 along head_dim)
 //   v: the same with the V type.
-// Slot of position p: sliding layers are a ring of cap = window + n_ubatch slots (slot =
-// p mod cap): a micro-batch of up to n_ubatch new tokens can be written while its earliest
-// query still sees its whole window (window - 1 older keys), so memory does not depend on
-// the context length. Full-attention layers use slot = p and grow in steps of kGrowSlots up
+// Slot of position p: sliding layers are a ring of cap = window + n_ubatch + kRollbackSlots
+// slots (slot = p mod cap): a micro-batch of up to n_ubatch new tokens can be written while
+// its earliest query still sees its whole window (window - 1 older keys), and the last
+// kRollbackSlots positions can still be dropped again (rejected draft tokens, a chat turn
+// re-rendered differently) without losing the window; memory does not depend on the
+// context length. Full-attention layers use slot = p and grow in steps of kGrowSlots up
 // to n_ctx (never more), so a short chat does not pay for a 256K context.
 // slot_pos[s] holds the position stored in slot s (-1: empty); attention reads a key only if
 // its slot still holds the position it wants, which also makes truncation safe to check.
@@ -23,6 +25,8 @@
 namespace unigemma::runtime {
 
 using gguf::GGMLType;
+
+constexpr int64_t kRollbackSlots = 64;
 
 struct KVLayerSpec {
     bool sliding = false;

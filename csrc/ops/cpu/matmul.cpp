@@ -28,10 +28,14 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <new>
+#include <vector>
 #include <string>
 
 #include "common/error.h"
+#include "quant/block_layouts.h"
+#include "quant/fp16.h"
 #include "quant/quant.h"
 #include "runtime/thread_pool.h"
 
@@ -102,6 +106,7 @@ struct Problem {
     size_t w_stride;
     const uint8_t* act;
     size_t a_stride;
+    const uint8_t* act2;  // residual level (act_levels == 2), same stride; nullptr if none
     int64_t rows, cols, tokens;
     float* y;
     bool gemv_tile;  // GEMV through tile_dot(nr = kTileRows, nc = 1) instead of vec_dot per row
@@ -114,11 +119,46 @@ inline void tile(const Problem& p, int64_t r, int nr, int64_t t, int nc) {
     float* out = p.y + t * p.rows + r;
     if (p.tile_dot) {
         p.tile_dot(p.cols, nr, nc, out, p.rows, wr, p.w_stride, xt, p.a_stride);
-        return;
+    } else {
+        for (int c = 0; c < nc; ++c)
+            for (int i = 0; i < nr; ++i)
+                p.vec_dot(p.cols, out + c * p.rows + i, wr + static_cast<size_t>(i) * p.w_stride, xt + c * p.a_stride);
+    }
+    if (!p.act2) return;
+    // residual level: same tile shape, weights still in L1, added on top
+    float lo[kTileCols * kTileRows];
+    const uint8_t* xt2 = p.act2 + static_cast<size_t>(t) * p.a_stride;
+    if (p.tile_dot) {
+        p.tile_dot(p.cols, nr, nc, lo, kTileRows, wr, p.w_stride, xt2, p.a_stride);
+    } else {
+        for (int c = 0; c < nc; ++c)
+            for (int i = 0; i < nr; ++i)
+                p.vec_dot(p.cols, lo + c * kTileRows + i, wr + static_cast<size_t>(i) * p.w_stride, xt2 + c * p.a_stride);
     }
     for (int c = 0; c < nc; ++c)
-        for (int i = 0; i < nr; ++i)
-            p.vec_dot(p.cols, out + c * p.rows + i, wr + static_cast<size_t>(i) * p.w_stride, xt + c * p.a_stride);
+        for (int i = 0; i < nr; ++i) out[c * p.rows + i] += lo[c * kTileRows + i];
+}
+
+// Activation blocks back to floats (the quantization residual of act_levels == 2).
+void dequantize_act(GGMLType at, const uint8_t* a, float* x, int64_t n) {
+    using namespace quant;
+    if (at == GGMLType::Q8_K) {
+        for (int64_t b = 0; b < n / kQKK; ++b) {
+            BlockQ8_K blk;
+            std::memcpy(&blk, a + b * sizeof(BlockQ8_K), sizeof blk);
+            for (int j = 0; j < kQKK; ++j) x[b * kQKK + j] = blk.d * blk.qs[j];
+        }
+        return;
+    }
+    // Q8_0 (f16 d, 32 x int8) and Q8_1 (f16 d, f16 s, 32 x int8)
+    const size_t hdr = at == GGMLType::Q8_1 ? 4 : 2, bs = hdr + kQK;
+    for (int64_t b = 0; b < n / kQK; ++b) {
+        uint16_t dh;
+        std::memcpy(&dh, a + b * bs, 2);
+        const float d = fp16_to_fp32(dh);
+        const auto* qs = reinterpret_cast<const int8_t*>(a + b * bs + hdr);
+        for (int j = 0; j < kQK; ++j) x[b * kQK + j] = d * qs[j];
+    }
 }
 
 void gemv(const Problem& p, int nt) {
@@ -134,7 +174,16 @@ void gemv(const Problem& p, int nt) {
             const int64_t r1 = std::min(p.rows, r0 + per_task * kTileRows);
             if (!p.gemv_tile) {
                 const uint8_t* wr = p.w + static_cast<size_t>(r0) * p.w_stride;
-                for (int64_t r = r0; r < r1; ++r, wr += p.w_stride) p.vec_dot(p.cols, p.y + r, wr, p.act);
+                if (!p.act2) {
+                    for (int64_t r = r0; r < r1; ++r, wr += p.w_stride) p.vec_dot(p.cols, p.y + r, wr, p.act);
+                } else {
+                    for (int64_t r = r0; r < r1; ++r, wr += p.w_stride) {
+                        float lo;
+                        p.vec_dot(p.cols, p.y + r, wr, p.act);
+                        p.vec_dot(p.cols, &lo, wr, p.act2);
+                        p.y[r] += lo;
+                    }
+                }
             } else {
                 for (int64_t r = r0; r < r1; r += kTileRows)
                     tile(p, r, static_cast<int>(std::min<int64_t>(kTileRows, r1 - r)), 0, 1);
@@ -182,7 +231,7 @@ void gemm(const Problem& p, int nt) {
 }  // namespace
 
 void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
-            const float* x, int64_t n_tokens, float* y, int n_threads) {
+            const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels) {
     const auto wid = static_cast<uint32_t>(wtype);
     const auto wtr = gguf::type_traits(wid);
     if (!wtr.name || wid >= static_cast<uint32_t>(kMaxTypeId))
@@ -205,6 +254,8 @@ void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, i
         throw InputError("[matmul] weight row stride " + std::to_string(w_row_stride) + " is less than one " +
                          wtr.name + " row of " + std::to_string(cols) + " (" + std::to_string(w_row) + " bytes)");
     if (n_threads < 0) throw InputError("[matmul] negative thread count " + std::to_string(n_threads));
+    if (act_levels != 1 && act_levels != 2)
+        throw InputError("[matmul] act_levels must be 1 or 2, got " + std::to_string(act_levels));
     if (rows == 0 || n_tokens == 0) return;
     if (!w || !x || !y) throw InputError("[matmul] null buffer");
     const int nt = n_threads > 0 ? n_threads : runtime::get_threads();
@@ -214,8 +265,8 @@ void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, i
     // for kTileRows rows, streams faster (measured ~1.7x on BF16/F16 3840x15360, AVX-512);
     // with 8-bit activations the row kernel is as fast or faster.
     const bool gemv_tile = !vec_dot || (tile_dot && atype == GGMLType::F32);
-    Problem p{vec_dot, tile_dot, static_cast<const uint8_t*>(w), w_row_stride, nullptr, 0, rows, cols, n_tokens, y,
-              gemv_tile};
+    Problem p{vec_dot, tile_dot, static_cast<const uint8_t*>(w), w_row_stride, nullptr, 0, nullptr, rows, cols,
+              n_tokens, y, gemv_tile};
     if (atype == GGMLType::F32) {
         p.act = reinterpret_cast<const uint8_t*>(x);
         p.a_stride = static_cast<size_t>(cols) * sizeof(float);
@@ -224,16 +275,28 @@ void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, i
         if (!quantize)
             throw InputError("[matmul] no " + type_name(atype) + " activation quantizer on the " + isa + " path");
         const size_t a_stride = static_cast<size_t>(round_up(static_cast<int64_t>(quant::row_bytes(atype, cols)), kAlign));
-        uint8_t* buf = t_act_scratch.get(a_stride * static_cast<size_t>(n_tokens));
+        const int levels = act_levels;
+        uint8_t* buf = t_act_scratch.get(a_stride * static_cast<size_t>(n_tokens) * levels);
+        uint8_t* buf2 = buf + a_stride * static_cast<size_t>(n_tokens);
+        auto quantize_token = [&](int64_t t) {
+            uint8_t* a1 = buf + static_cast<size_t>(t) * a_stride;
+            quantize(x + t * cols, a1, cols);
+            if (levels == 2) {
+                thread_local std::vector<float> r;
+                r.resize(static_cast<size_t>(cols));
+                dequantize_act(atype, a1, r.data(), cols);
+                for (int64_t i = 0; i < cols; ++i) r[static_cast<size_t>(i)] = x[t * cols + i] - r[static_cast<size_t>(i)];
+                quantize(r.data(), buf2 + static_cast<size_t>(t) * a_stride, cols);
+            }
+        };
         if (nt == 1 || n_tokens * cols < kParallelQuantizeElems) {  // small: not worth a wake-up
-            for (int64_t t = 0; t < n_tokens; ++t) quantize(x + t * cols, buf + static_cast<size_t>(t) * a_stride, cols);
+            for (int64_t t = 0; t < n_tokens; ++t) quantize_token(t);
         } else {
-            runtime::parallel_for(
-                n_tokens, [&](int64_t t, int) { quantize(x + t * cols, buf + static_cast<size_t>(t) * a_stride, cols); },
-                nt);
+            runtime::parallel_for(n_tokens, [&](int64_t t, int) { quantize_token(t); }, nt);
         }
         p.act = buf;
         p.a_stride = a_stride;
+        if (levels == 2) p.act2 = buf2;
     }
     if (n_tokens == 1)
         gemv(p, nt);

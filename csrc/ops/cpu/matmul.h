@@ -25,8 +25,13 @@ namespace unigemma::cpu {
 //
 // Scratch: the quantized activations go into a per-calling-thread buffer that only grows.
 // Throws InputError on bad sizes, a type without a kernel, or a null buffer.
+//
+// act_levels (quantized weight types only): 1 = activations quantized once (8-bit, as
+// llama.cpp); 2 = also the quantization residual r = x - deq(q(x)) is quantized and dotted
+// (x ~ q1*d1 + q2*d2: ~15 bits of activation precision, twice the dot products, the same
+// weight traffic: each weight row / tile is used for both levels while it is in L1).
 void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
-            const float* x, int64_t n_tokens, float* y, int n_threads);
+            const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels = 1);
 
 // ---- Machine probes for `unigemma bench kernels` (defined in bench_probes.cpp).
 
