@@ -16,9 +16,16 @@ from ._core import (  # noqa: F401
     quantize,
 )
 
+from .generate import ChatResult, GenerationResult, Stream  # noqa: E402
+from .model import Model  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Model",
+    "GenerationResult",
+    "ChatResult",
+    "Stream",
     "GGUFFile",
     "TensorInfo",
     "UnigemmaError",

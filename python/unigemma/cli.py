@@ -1,4 +1,4 @@
-"""The `unigemma` command line: info, inspect, convert, run."""
+"""The `unigemma` command line: info, inspect, convert, run, chat, bench."""
 from __future__ import annotations
 
 import argparse
@@ -59,17 +59,127 @@ def _cmd_convert(args) -> int:
     return 0
 
 
-def _cmd_run(args) -> int:
-    from . import open_gguf
-    from .inspect_gguf import format_summary, summarize
+DEFAULT_CHAT_PROMPT = "Write a short poem about the sea."
+DEFAULT_TEXT_PROMPT = "Once upon a time, in a small village by the sea,"
 
-    path = _resolve_model(args.model)
-    f = open_gguf(path)
-    # Text generation lands with the text-inference issue; until then `run` loads and
-    # validates the model and shows what it holds.
-    print(format_summary(summarize(f), show_tensors=not args.no_tensors))
-    print("\nmodel loaded and validated; text generation is not implemented yet in this version")
+
+def _load(args):
+    from .model import Model
+
+    return Model(_resolve_model(args.model), n_ctx=args.ctx_size, n_threads=args.threads, kv_type=args.kv,
+                 verbose=getattr(args, "verbose", False))
+
+
+def _sampling(args) -> dict:
+    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                repetition_penalty=args.repeat_penalty, seed=args.seed)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _cmd_run(args) -> int:
+    """Generate from -p (raw text, or one user turn with --chat); only the generated text goes
+    to stdout, timings to stderr. Without -p: a built-in prompt (a chat turn for models with a
+    chat template, a story opening for base models such as the embedded Gemma 3 270M)."""
+    from .generate import format_timings
+
+    m = _load(args)
+    chat, prompt = args.chat, args.prompt
+    if prompt is None:
+        chat = m.has_chat_template
+        prompt = DEFAULT_CHAT_PROMPT if chat else DEFAULT_TEXT_PROMPT
+        print(f"(no prompt given: using {prompt!r}{' as a chat turn' if chat else ''})", file=sys.stderr)
+    n = None if args.n_predict < 0 else args.n_predict
+    if chat:
+        stream = m.chat([{"role": "user", "content": prompt}], stream=True, max_tokens=n, **_sampling(args))
+        for kind, value in stream:
+            if kind == "content":
+                _write(value)
+            elif kind == "tool_call":
+                _write(f"[tool call] {json.dumps(value, ensure_ascii=False)}\n")
+    else:
+        stream = m.generate(prompt, stream=True, max_tokens=n, **_sampling(args))
+        for piece in stream:
+            _write(piece)
+    _write("\n")
+    print(format_timings(stream.result.stats), file=sys.stderr)
     return 0
+
+
+def _cmd_chat(args) -> int:
+    """Interactive chat: one line per user turn; /exit or EOF ends, /reset clears the history;
+    Ctrl-C during a reply stops it (the partial reply stays in the history)."""
+    from .generate import format_timings
+
+    m = _load(args)
+    interactive = sys.stdin.isatty()
+    base = [{"role": "system", "content": args.system}] if args.system else []
+    messages = list(base)
+    n = None if args.n_predict < 0 else args.n_predict
+    if interactive:
+        print("(type a message; /reset clears the conversation, /exit or Ctrl-D quits)", file=sys.stderr)
+    while True:
+        try:
+            line = input("> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return 0
+        if not interactive and not line:
+            return 0  # EOF
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            return 0
+        if line == "/reset":
+            messages = list(base)
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        messages.append({"role": "user", "content": line})
+        parts, thinking, calls = [], [], []
+        stream = m.chat(messages, thinking=args.thinking, stream=True, max_tokens=n, **_sampling(args))
+        try:
+            for kind, value in stream:
+                if kind == "content":
+                    parts.append(value)
+                    _write(value)
+                elif kind == "thinking":
+                    thinking.append(value)
+                    sys.stderr.write(value)
+                    sys.stderr.flush()
+                elif kind == "tool_call":
+                    calls.append(value)
+                    _write(f"[tool call] {json.dumps(value, ensure_ascii=False)}")
+        except KeyboardInterrupt:
+            stream.close()
+            _write("\n")
+            print("(interrupted)", file=sys.stderr)
+            messages.append({"role": "assistant", "content": "".join(parts)})
+            continue
+        _write("\n")
+        messages.append(stream.result.message)
+        print(format_timings(stream.result.stats), file=sys.stderr)
+
+
+def _model_args(s, n_predict: int = 256) -> None:
+    from .model import KV_TYPES
+
+    s.add_argument("model", nargs="?", help="GGUF file (default: the embedded Gemma 3 270M)")
+    s.add_argument("-n", "--n-predict", type=int, default=n_predict,
+                   help=f"tokens to generate at most (-1: until the end of the context; default {n_predict})")
+    s.add_argument("-c", "--ctx-size", type=int, default=4096, help="context length in tokens (default 4096)")
+    s.add_argument("-t", "--threads", type=int, default=0, help="compute threads (0 = all cores)")
+    s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
+    s.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy, the default)")
+    s.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    s.add_argument("--top-k", type=int, default=0, help="top-k (0 = off)")
+    s.add_argument("--top-p", type=float, default=1.0, help="top-p (1 = off)")
+    s.add_argument("--min-p", type=float, default=0.0, help="min-p (0 = off)")
+    s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1 = off)")
+    s.add_argument("-v", "--verbose", action="store_true", help="log model and KV cache facts to stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,10 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_cmd_convert)
 
-    s = sub.add_parser("run", help="run a model (default: the embedded Gemma 3 270M)")
-    s.add_argument("model", nargs="?")
-    s.add_argument("--no-tensors", action="store_true")
+    s = sub.add_parser("run", help="generate text (default model: the embedded Gemma 3 270M)")
+    _model_args(s)
+    s.add_argument("-p", "--prompt", help="prompt text (default: a built-in prompt)")
+    s.add_argument("--chat", action="store_true", help="send the prompt as a user turn in the chat format")
     s.set_defaults(fn=_cmd_run)
+
+    s = sub.add_parser("chat", help="interactive chat with streaming replies")
+    _model_args(s, n_predict=-1)
+    s.add_argument("--system", help="system prompt")
+    s.add_argument("--thinking", action="store_true", help="Gemma 4: enable the thinking channel (shown on stderr)")
+    s.set_defaults(fn=_cmd_chat)
 
     from .bench_kernels import add_bench_parser
 
@@ -120,9 +237,13 @@ def main(argv=None) -> int:
         return 2
     try:
         return args.fn(args)
-    except UnigemmaError as e:
-        print(f"unigemma: error: {e}", file=sys.stderr)
+    except (UnigemmaError, ValueError) as e:
+        msg = str(e).strip().splitlines()
+        print(f"unigemma: error: {msg[0] if msg else type(e).__name__}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nunigemma: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

