@@ -67,7 +67,7 @@ def _load(args):
     from .model import Model
 
     return Model(_resolve_model(args.model), n_ctx=args.ctx_size, n_threads=args.threads, kv_type=args.kv,
-                 verbose=getattr(args, "verbose", False))
+                 act_precision=args.precision, verbose=getattr(args, "verbose", False))
 
 
 def _sampling(args) -> dict:
@@ -173,6 +173,8 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("-c", "--ctx-size", type=int, default=4096, help="context length in tokens (default 4096)")
     s.add_argument("-t", "--threads", type=int, default=0, help="compute threads (0 = all cores)")
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
+    s.add_argument("--precision", default="q8", choices=("q8", "q16"),
+                   help="activation precision of quantized matmuls: q8 (fast, llama.cpp's) or q16 (near-float)")
     s.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy, the default)")
     s.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
     s.add_argument("--top-k", type=int, default=0, help="top-k (0 = off)")
