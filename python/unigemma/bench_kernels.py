@@ -51,7 +51,7 @@ MIN_STREAM_BYTES = 256 << 20  # a GEMV rotates over >= max(this, 8 x LLC) bytes 
 
 def add_bench_parser(subparsers) -> None:
     """Registers `bench` with its sub-subcommand `kernels` on the CLI's subparsers."""
-    b = subparsers.add_parser("bench", help="benchmarks (kernels)")
+    b = subparsers.add_parser("bench", help="benchmarks (kernels, model)")
     bsub = b.add_subparsers(dest="bench_cmd", required=True)
     k = bsub.add_parser("kernels", help="read bandwidth, FMA peak, GEMV/GEMM on the 12B shapes",
                         description=__doc__.split("\n\n")[0])
@@ -67,6 +67,9 @@ def add_bench_parser(subparsers) -> None:
     k.add_argument("--tokens", type=int, default=None, metavar="T", help="GEMM tokens (default 512; 64 with --quick)")
     k.add_argument("--markdown", default=None, metavar="FILE", help="also write the results as a Markdown table")
     k.set_defaults(fn=run_bench_kernels)
+    from .bench_model import add_parser as add_model_parser
+
+    add_model_parser(bsub)
 
 
 def _llc_bytes() -> int:
