@@ -456,3 +456,28 @@ def test_isa_override_subprocess():
     r = _run_with_isa("no-such-isa")
     assert r.returncode != 0
     assert "UNIGEMMA_ISA" in r.stderr
+
+
+@pytest.mark.parametrize("rtype", ["F32", "F16", "Q8_0", "Q4_0"])
+@settings(**SETTINGS)
+@given(data=st.data())
+def test_axpy_row(rtype, data):
+    """acc += a * row for the KV-cache types (attention's weighted sum of V rows), every ISA
+    path against float64 NumPy on the dequantized row."""
+    blk = FORMATS[rtype][0]
+    n = blk * data.draw(st.integers(1, 12)) if blk > 1 else data.draw(st.integers(1, 300))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    mag = data.draw(st.sampled_from([1e-2, 1.0, 1e3]))
+    row = make_weights(rng, rtype, 1, n, mag, data.draw(st.booleans()))
+    a = float(np.float32(rng.standard_normal() * data.draw(st.sampled_from([1e-3, 1.0, 30.0]))))
+    acc0 = rand_floats(rng, n, mag).astype(np.float32)
+    vals = _core.dequantize(np.asarray(row, np.uint8), rtype, n).astype(np.float64)
+    ref = acc0.astype(np.float64) + a * vals
+    # one rounding of a*d (blocks), one of the product, one of the sum: a few eps each
+    bound = 4 * EPS * (np.abs(acc0) + np.abs(a * vals)) + 1e-30
+    for isa in ISAS:
+        acc = acc0.copy()
+        K.axpy_row(isa, rtype, a, row, acc)
+        assert np.all(np.abs(acc - ref) <= bound), (isa, rtype, n, np.max(np.abs(acc - ref) - bound))
+    with pytest.raises(_core.InputError, match="row needs"):
+        K.axpy_row("scalar", rtype, 1.0, row[: len(row) - 1], acc0.copy())

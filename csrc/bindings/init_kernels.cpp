@@ -126,6 +126,25 @@ void init_kernels(py::module_& m) {
         py::arg("isa"), py::arg("type"), py::arg("w"), py::arg("x"), py::arg("n"));
 
     k.def(
+        "axpy_row",
+        [](const std::string& isa, const std::string& type, float a, const BArr& row, py::array_t<float> acc) {
+            const auto& t = table(isa);
+            const auto rt = type_info(type);
+            auto fn = t.axpy_row[rt.id];
+            if (!fn) throw InputError("[kernels] no axpy_row for " + rt.name);
+            if (acc.ndim() != 1 || !(acc.flags() & py::array::c_style))
+                throw InputError("[kernels] axpy_row: acc must be a contiguous 1-D float32 array");
+            const int64_t n = acc.shape(0);
+            const int64_t rb = row_bytes(rt, n, "axpy_row");
+            if (row.size() < rb)
+                throw InputError("[kernels] axpy_row: row needs " + std::to_string(rb) + " bytes, got " +
+                                 std::to_string(row.size()));
+            fn(n, a, row.data(), acc.mutable_data());
+        },
+        py::arg("isa"), py::arg("type"), py::arg("a"), py::arg("row"), py::arg("acc"),
+        "acc += a * row (row: raw blocks of a KV-cache type), in place.");
+
+    k.def(
         "tile_dot",
         [](const std::string& isa, const std::string& type, int64_t n, int nr, int nc, const BArr& w, const BArr& x,
            int64_t w_stride, int64_t x_stride) {

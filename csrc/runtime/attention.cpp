@@ -24,6 +24,8 @@ void attention(const cpu::KernelTable& k, const KVLayer& kv, const AttentionBatc
     const cpu::QuantizeActFn qact = k.quantize_act[static_cast<uint32_t>(at)];
     if (!dot || !qact) throw InputError("[attention] no kernel for the K cache type");
     const size_t qbytes = quant::row_bytes(at, hd);
+    const cpu::AxpyRowFn axpy = k.axpy_row[static_cast<uint32_t>(vt)];
+    if (!axpy) throw InputError("[attention] no row kernel for the V cache type");
 
     parallel_for(
         b.n_tokens * b.n_head,
@@ -34,10 +36,9 @@ void attention(const cpu::KernelTable& k, const KVLayer& kv, const AttentionBatc
             const int64_t pos = b.pos0 + t;
             const int64_t lo = b.window > 0 ? std::max<int64_t>(0, pos - b.window + 1) : 0;
             const int64_t n = pos - lo + 1;
-            thread_local std::vector<float> scores, vrow, acc;
+            thread_local std::vector<float> scores, acc;
             thread_local std::vector<uint8_t> qq;
             scores.resize(static_cast<size_t>(n));
-            vrow.resize(static_cast<size_t>(hd));
             acc.assign(static_cast<size_t>(hd), 0.0f);
             qq.resize(qbytes + 64);
             const float* qh = b.q + (t * b.n_head + h) * hd;
@@ -62,14 +63,7 @@ void attention(const cpu::KernelTable& k, const KVLayer& kv, const AttentionBatc
             const float inv = static_cast<float>(1.0 / sum);
             for (int64_t j = 0; j < n; ++j) {
                 const float p = scores[static_cast<size_t>(j)] * inv;
-                const float* vr;
-                if (vt == GGMLType::F32) {
-                    vr = reinterpret_cast<const float*>(kv.v_row(lo + j, kh));
-                } else {
-                    quant::dequantize_row(vt, kv.v_row(lo + j, kh), vrow.data(), hd);
-                    vr = vrow.data();
-                }
-                for (int d = 0; d < hd; ++d) acc[static_cast<size_t>(d)] += p * vr[d];
+                if (p != 0.0f) axpy(hd, p, kv.v_row(lo + j, kh), acc.data());
             }
             std::copy(acc.begin(), acc.end(), b.out + (t * b.n_head + h) * hd);
         },

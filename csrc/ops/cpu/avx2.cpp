@@ -874,6 +874,7 @@ KernelTable make_table() {
     t.mul = mul;
     t.scale = scale;
     t.rope_neox = rope_neox;
+    add_row_kernels_avx2(t);
     return t;
 }
 

@@ -855,6 +855,7 @@ KernelTable make_table(const char* name) {
     t.mul = mul;
     t.scale = scale;
     t.rope_neox = rope_neox;
+    add_row_kernels_avx512(t);
     return t;
 }
 

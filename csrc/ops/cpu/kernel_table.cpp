@@ -70,6 +70,7 @@ std::unique_ptr<KernelTable> merged(const KernelTable& t, const KernelTable& s) 
         fill(m->vec_dot[i], s.vec_dot[i]);
         fill(m->tile_dot[i], s.tile_dot[i]);
         fill(m->quantize_act[i], s.quantize_act[i]);
+        fill(m->axpy_row[i], s.axpy_row[i]);
     }
     fill(m->rms_norm, s.rms_norm);
     fill(m->layer_norm, s.layer_norm);

@@ -34,6 +34,8 @@ using VecDotFn = void (*)(int64_t n, float* out, const void* w, const void* x);
 // Quantize n floats (n a multiple of the activation block size) to activation blocks.
 using QuantizeActFn = void (*)(const float* x, void* y, int64_t n);
 
+using AxpyRowFn = void (*)(int64_t n, float a, const void* row, float* acc);
+
 // Register-tiled multi-row x multi-column dot products:
 //   out[c * out_stride + r] = dot(w + r * w_stride, x + c * x_stride), r < nr, c < nc,
 // with 1 <= nr <= kTileRows and 1 <= nc <= kTileCols. Strides in bytes for w and x, in
@@ -49,6 +51,9 @@ struct KernelTable {
     VecDotFn vec_dot[kMaxTypeId] = {};          // indexed by weight type id
     TileDotFn tile_dot[kMaxTypeId] = {};        // indexed by weight type id
     QuantizeActFn quantize_act[kMaxTypeId] = {};  // indexed by activation type id
+    // acc[i] += a * row[i], i < n, with `row` one row of a KV-cache type (F32, F16, Q8_0, Q4_0;
+    // n a multiple of the block size): the attention's weighted sum of V rows, read in place.
+    AxpyRowFn axpy_row[kMaxTypeId] = {};          // indexed by row type id
     // Elementwise / reductions (n elements, any n >= 1):
     void (*rms_norm)(float* y, const float* x, const float* w, int64_t n, float eps) = nullptr;  // w may be null
     void (*layer_norm)(float* y, const float* x, const float* w, const float* b, int64_t n, float eps) = nullptr;
@@ -69,6 +74,11 @@ struct KernelTable {
 const KernelTable& kernels_for(const std::string& isa);
 // The table of the selected path (selected_isa()).
 const KernelTable& kernels();
+
+// Row-axpy kernels of a path (ops/cpu/<isa>_rows.cpp, compiled with that path's flags),
+// added to its table by the table constructor.
+void add_row_kernels_avx2(KernelTable& t);
+void add_row_kernels_avx512(KernelTable& t);
 
 // Per-ISA table constructors (one per ops/cpu/<isa>.cpp); return nullptr when not built.
 const KernelTable* scalar_table();

@@ -471,8 +471,49 @@ void rope_neox(float* x, int64_t d, float pos, const float* inv_freq) {
     }
 }
 
+// ------------------------------------------------------------------ row axpy (attention V)
+
+void axpy_f32(int64_t n, float a, const void* row, float* acc) {
+    const auto* r = static_cast<const float*>(row);
+    for (int64_t i = 0; i < n; ++i) acc[i] += a * r[i];
+}
+
+void axpy_f16(int64_t n, float a, const void* row, float* acc) {
+    const auto* r = static_cast<const uint8_t*>(row);
+    for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, r + 2 * i, 2);
+        acc[i] += a * fp16_to_fp32(h);
+    }
+}
+
+// Q8_0 / Q4_0: a * d is formed once per block, then acc += (a d) * q: the same product
+// the SIMD paths compute (one rounding of a*d, one FMA-free multiply-add per element).
+void axpy_q8_0(int64_t n, float a, const void* row, float* acc) {
+    for (int64_t b = 0; b < n / kQK; ++b) {
+        const auto blk = ld<BlockQ8_0>(row, b);
+        const float ad = a * h2f(blk.d);
+        for (int j = 0; j < kQK; ++j) acc[b * kQK + j] += ad * static_cast<float>(blk.qs[j]);
+    }
+}
+
+void axpy_q4_0(int64_t n, float a, const void* row, float* acc) {
+    for (int64_t b = 0; b < n / kQK; ++b) {
+        const auto blk = ld<BlockQ4_0>(row, b);
+        const float ad = a * h2f(blk.d);
+        for (int j = 0; j < kQK / 2; ++j) {
+            acc[b * kQK + j] += ad * static_cast<float>((blk.qs[j] & 0x0F) - 8);
+            acc[b * kQK + j + kQK / 2] += ad * static_cast<float>((blk.qs[j] >> 4) - 8);
+        }
+    }
+}
+
 KernelTable make_table() {
     KernelTable t;
+    t.axpy_row[static_cast<int>(GGMLType::F32)] = axpy_f32;
+    t.axpy_row[static_cast<int>(GGMLType::F16)] = axpy_f16;
+    t.axpy_row[static_cast<int>(GGMLType::Q8_0)] = axpy_q8_0;
+    t.axpy_row[static_cast<int>(GGMLType::Q4_0)] = axpy_q4_0;
     t.isa = "scalar";
     auto set = [&t](GGMLType ty, VecDotFn v, TileDotFn tl) {
         t.vec_dot[static_cast<int>(ty)] = v;
