@@ -178,7 +178,13 @@ void TextModel::load() {
     }
     inv_freq_[1] = rope_inv_freq(base_full, hd_full, rotated, factor);
 
-    hp_.attn_scale = g4 ? 1.0f : 1.0f / std::sqrt(static_cast<float>(hd_full));
+    // Gemma 3 scales queries by 1/sqrt(query_pre_attn_scalar), which GGUF does not store: it is
+    // head_dim for every size except 27B (62 layers), where it is hidden / heads (168, not
+    // the head_dim 128). Gemma 4 normalizes q and k instead: scale 1.
+    hp_.attn_scale = 1.0f;
+    if (!g4)
+        hp_.attn_scale = L == 62 ? 1.0f / std::sqrt(static_cast<float>(hp_.n_embd / n_head[0]))
+                                 : 1.0f / std::sqrt(static_cast<float>(hd_full));
 
     hp_.layers.resize(static_cast<size_t>(L));
     layers_.resize(static_cast<size_t>(L));
