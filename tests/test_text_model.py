@@ -196,6 +196,10 @@ def test_context_errors(gguf_of):
         core.Context(m, k_type="q5_0")
     with pytest.raises(InputError, match="act_precision"):
         core.Context(m, act_precision="fp8")
+    with pytest.raises(InputError, match="n_ctx 1099511627776 is above the supported maximum"):
+        core.Context(m, n_ctx=1 << 40)
+    big_batch = core.Context(m, n_ctx=64, n_ubatch=1 << 40)  # clamped to n_ctx, no huge ring
+    assert big_batch.kv_bytes < m.kv_cache_bytes(64, 64) * 2
     # Q8_0 / Q4_0 caches need head_dim % 32 == 0: alt_layout has head_dim 16
     with pytest.raises(InputError, match="multiple of 32"):
         core.Context(core.TextModel(gguf_of("alt_layout")), k_type="q8_0")

@@ -28,7 +28,11 @@ void mm(const cpu::KernelTable& k, const Weight& w, const float* x, int64_t n, f
 Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m_(std::move(m)), p_(p) {
     const auto& hp = m_->hparams();
     if (p_.n_ctx <= 0) throw InputError("[context] n_ctx must be positive, got " + std::to_string(p_.n_ctx));
+    if (p_.n_ctx > kMaxContext)
+        throw InputError("[context] n_ctx " + std::to_string(p_.n_ctx) + " is above the supported maximum of " +
+                         std::to_string(kMaxContext) + " tokens");
     if (p_.n_ubatch <= 0) throw InputError("[context] n_ubatch must be positive");
+    p_.n_ubatch = std::min(p_.n_ubatch, p_.n_ctx);  // a micro-batch never exceeds the context
     if (p_.n_threads < 0) throw InputError("[context] n_threads must be >= 0");
     if (p_.act_levels != 1 && p_.act_levels != 2) throw InputError("[context] act_levels must be 1 or 2");
     kv_.resize(static_cast<size_t>(hp.n_layer));

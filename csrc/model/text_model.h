@@ -98,6 +98,9 @@ private:
     std::vector<std::vector<float>> inv_freq_;  // [0]: sliding, [1]: full
 };
 
+// Largest context a Context accepts (64x the 262144 tokens Gemma 4 was trained for).
+constexpr int64_t kMaxContext = int64_t(1) << 24;
+
 struct ContextParams {
     int64_t n_ctx = 4096;
     int64_t n_ubatch = 512;  // tokens per micro-batch of a prefill
