@@ -34,10 +34,7 @@ public:
     explicit Gemma4BPE(const gguf::GGUFFile& f) {
         load_common(f);
         const std::string key = "tokenizer.ggml.merges";
-        const gguf::Value* v = f.find(key);
-        if (!v) throw GGUFError("[tokenizer] missing required key '" + key + "'");
-        if (v->type != gguf::ValueType::ARRAY || v->elem_type != gguf::ValueType::STRING)
-            throw GGUFError("[tokenizer] key '" + key + "': expected ARRAY[STRING]");
+        const gguf::Value* v = &required_array(f, key, gguf::ValueType::STRING, "STRING");
         merges_.reserve(v->strings.size() * 2);
         for (size_t r = 0; r < v->strings.size(); ++r) {
             std::string_view m = v->strings[r];

@@ -29,10 +29,7 @@ public:
     explicit LlamaSPM(const gguf::GGUFFile& f) {
         load_common(f);
         const std::string key = "tokenizer.ggml.scores";
-        const gguf::Value* v = f.find(key);
-        if (!v) throw GGUFError("[tokenizer] missing required key '" + key + "'");
-        if (v->type != gguf::ValueType::ARRAY || v->elem_type != gguf::ValueType::FLOAT32)
-            throw GGUFError("[tokenizer] key '" + key + "': expected ARRAY[FLOAT32]");
+        const gguf::Value* v = &required_array(f, key, gguf::ValueType::FLOAT32, "FLOAT32");
         if (v->count != tokens_.size())
             throw GGUFError("[tokenizer] key '" + key + "': has " + std::to_string(v->count) +
                             " entries, the vocabulary " + std::to_string(tokens_.size()));

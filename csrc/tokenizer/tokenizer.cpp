@@ -25,6 +25,13 @@ namespace {
 
 }  // namespace
 
+const Value& required_array(const GGUFFile& f, const std::string& key, ValueType elem, const char* elem_name) {
+    const Value* v = f.find(key);
+    if (!v) throw GGUFError("[tokenizer] missing required key '" + key + "'");
+    if (v->type != ValueType::ARRAY || v->elem_type != elem) bad_key(key, std::string("expected ARRAY[") + elem_name + "]");
+    return *v;
+}
+
 // text -> id over all vocab strings (views into tokens_, which never change after loading), and
 // a byte trie of the texts split_special() matches. Trie node 0 is the root; `next` holds the
 // children sorted by byte; `id` >= 0 marks the end of a matchable token text.
@@ -69,9 +76,7 @@ size_t Tokenizer::utf8_len(std::string_view s, size_t pos) {
 
 void Tokenizer::load_common(const GGUFFile& f) {
     const std::string k_tokens = "tokenizer.ggml.tokens";
-    const Value* tv = f.find(k_tokens);
-    if (!tv) throw GGUFError("[tokenizer] missing required key '" + k_tokens + "'");
-    if (tv->type != ValueType::ARRAY || tv->elem_type != ValueType::STRING) bad_key(k_tokens, "expected ARRAY[STRING]");
+    const Value* tv = &required_array(f, k_tokens, ValueType::STRING, "STRING");
     if (tv->strings.empty()) bad_key(k_tokens, "empty vocabulary");
     if (tv->strings.size() > static_cast<size_t>(INT32_MAX)) bad_key(k_tokens, "vocabulary too large");
     tokens_.assign(tv->strings.begin(), tv->strings.end());

@@ -139,25 +139,37 @@ inline void tile(const Problem& p, int64_t r, int nr, int64_t t, int nc) {
         for (int i = 0; i < nr; ++i) out[c * p.rows + i] += lo[c * kTileRows + i];
 }
 
-// Activation blocks back to floats (the quantization residual of act_levels == 2).
+// Activation blocks back to floats (the quantization residual of act_levels == 2). Q8_0 and
+// Q8_K are weight formats too (quant::dequantize_row); Q8_1 is Q8_0 with a 2-byte block sum
+// after d.
 void dequantize_act(GGMLType at, const uint8_t* a, float* x, int64_t n) {
-    using namespace quant;
-    if (at == GGMLType::Q8_K) {
-        for (int64_t b = 0; b < n / kQKK; ++b) {
-            BlockQ8_K blk;
-            std::memcpy(&blk, a + b * sizeof(BlockQ8_K), sizeof blk);
-            for (int j = 0; j < kQKK; ++j) x[b * kQKK + j] = blk.d * blk.qs[j];
-        }
+    if (at != GGMLType::Q8_1) {
+        quant::dequantize_row(at, a, x, n);
         return;
     }
-    // Q8_0 (f16 d, 32 x int8) and Q8_1 (f16 d, f16 s, 32 x int8)
-    const size_t hdr = at == GGMLType::Q8_1 ? 4 : 2, bs = hdr + kQK;
-    for (int64_t b = 0; b < n / kQK; ++b) {
+    constexpr size_t bs = 4 + quant::kQK;  // f16 d, f16 s, 32 x int8
+    for (int64_t b = 0; b < n / quant::kQK; ++b) {
         uint16_t dh;
         std::memcpy(&dh, a + b * bs, 2);
-        const float d = fp16_to_fp32(dh);
-        const auto* qs = reinterpret_cast<const int8_t*>(a + b * bs + hdr);
-        for (int j = 0; j < kQK; ++j) x[b * kQK + j] = d * qs[j];
+        const float d = quant::fp16_to_fp32(dh);
+        const auto* qs = reinterpret_cast<const int8_t*>(a + b * bs + 4);
+        for (int j = 0; j < quant::kQK; ++j) x[b * quant::kQK + j] = d * qs[j];
+    }
+}
+
+// Q8_1 blocks carry s = d * sum(q) as fp16, which the Q4_1 / Q5_1 kernels multiply by the
+// weight block's min. Level 1's s is rounded to fp16 (relative error 2^-11) and the residual
+// level cannot see that error, so the residual block's s is set to the rest of the true block
+// sum instead: s1 + s2 = sum(x) up to the fp16 rounding of the (small) correction.
+void fix_q8_1_sums(const float* x, const uint8_t* a1, uint8_t* a2, int64_t n) {
+    constexpr size_t bs = 4 + quant::kQK;  // f16 d, f16 s, 32 x int8
+    for (int64_t b = 0; b < n / quant::kQK; ++b) {
+        double sum = 0.0;
+        for (int j = 0; j < quant::kQK; ++j) sum += x[b * quant::kQK + j];
+        uint16_t s1;
+        std::memcpy(&s1, a1 + b * bs + 2, 2);
+        const uint16_t s2 = quant::fp32_to_fp16(static_cast<float>(sum - quant::fp16_to_fp32(s1)));
+        std::memcpy(a2 + b * bs + 2, &s2, 2);
     }
 }
 
@@ -286,7 +298,9 @@ void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, i
                 r.resize(static_cast<size_t>(cols));
                 dequantize_act(atype, a1, r.data(), cols);
                 for (int64_t i = 0; i < cols; ++i) r[static_cast<size_t>(i)] = x[t * cols + i] - r[static_cast<size_t>(i)];
-                quantize(r.data(), buf2 + static_cast<size_t>(t) * a_stride, cols);
+                uint8_t* a2 = buf2 + static_cast<size_t>(t) * a_stride;
+                quantize(r.data(), a2, cols);
+                if (atype == GGMLType::Q8_1) fix_q8_1_sums(x + t * cols, a1, a2, cols);
             }
         };
         if (nt == 1 || n_tokens * cols < kParallelQuantizeElems) {  // small: not worth a wake-up
