@@ -403,3 +403,24 @@ def test_bench_weights_are_valid_and_distinct(wtype):
     assert (np.abs(vals) > 0).mean() > 0.5
     per_row = raw.reshape(rows * copies, -1)
     assert len({bytes(r) for r in per_row}) == rows * copies
+
+
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"])
+def test_two_level_activations(wtype):
+    """act_levels=2 (the residual of the 8-bit activation quantization is quantized and dotted
+    too) on every ISA path, GEMV and GEMM: against float64 on the dequantized weights its error
+    is far below the one-level error, for every activation format (Q8_0, Q8_1, Q8_K)."""
+    rng = np.random.default_rng(7)
+    rows, cols = 24, 512
+    raw = make_weights(wtype, rows, cols, rng)
+    wf = core.dequantize(raw, wtype, rows * cols).reshape(rows, cols).astype(np.float64)
+    for tokens in (1, 5):
+        x = rng.standard_normal((tokens, cols)).astype(np.float32)
+        ref = x.astype(np.float64) @ wf.T
+        scale = np.abs(ref).max()
+        for isa in ISAS:
+            e1 = np.abs(core.matmul(raw, wtype, rows, cols, x, isa=isa) - ref).max() / scale
+            e2 = np.abs(core.matmul(raw, wtype, rows, cols, x, isa=isa, act_levels=2) - ref).max() / scale
+            assert e2 < 1e-4 and e2 < e1 / 20, (isa, tokens, e1, e2)
+    with pytest.raises(InputError, match="act_levels"):
+        core.matmul(raw, wtype, rows, cols, x, act_levels=3)

@@ -31,7 +31,7 @@ const cpu::KernelTable& table_for(const std::optional<std::string>& isa) {
 
 py::array_t<float> matmul_py(const py::array& w_raw, const std::string& wtype_name, int64_t rows, int64_t cols,
                              const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int n_threads,
-                             const std::optional<std::string>& isa) {
+                             const std::optional<std::string>& isa, int act_levels) {
     if (!py::isinstance<py::array_t<uint8_t>>(w_raw))
         throw InputError("[matmul] w_raw must be a uint8 array of raw blocks, got dtype " +
                          std::string(py::str(w_raw.dtype())));
@@ -70,7 +70,7 @@ py::array_t<float> matmul_py(const py::array& w_raw, const std::string& wtype_na
     float* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
-        cpu::matmul(k, wtype, w, rows, cols, rb, xp, tokens, yp, n_threads);
+        cpu::matmul(k, wtype, w, rows, cols, rb, xp, tokens, yp, n_threads, act_levels);
     }
     return y;
 }
@@ -79,11 +79,12 @@ py::array_t<float> matmul_py(const py::array& w_raw, const std::string& wtype_na
 
 void init_matmul(py::module_& m) {
     m.def("matmul", &matmul_py, py::arg("w_raw"), py::arg("wtype"), py::arg("rows"), py::arg("cols"), py::arg("x"),
-          py::arg("n_threads") = 0, py::arg("isa") = py::none(),
+          py::arg("n_threads") = 0, py::arg("isa") = py::none(), py::arg("act_levels") = 1,
           "y[t, r] = sum_c W[r, c] * x[t, c] with W given as raw GGUF blocks (uint8, rows x cols of type `wtype`).\n"
           "x: float32 [tokens, cols] (-> y [tokens, rows]) or [cols] (-> y [rows]). n_threads: 0 = the pool\n"
           "default (set_threads). isa: kernel path ('scalar', 'avx2', 'avx512', 'neon', ...; None = selected).\n"
-          "Runs without the GIL; results do not depend on n_threads.");
+          "Runs without the GIL; results do not depend on n_threads. act_levels 2: 8-bit activations plus\n"
+          "their 8-bit residual (quantized weight types).");
 
     m.def(
         "set_threads", [](int n) { runtime::set_threads(n); }, py::arg("n"),
