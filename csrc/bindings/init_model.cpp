@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -114,7 +115,7 @@ void init_model(py::module_& m) {
         .def(
             "eval",
             [](model::Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,
-               bool all_logits, bool want_logits) -> py::object {
+               bool all_logits, bool want_logits, py::object embeddings, py::object kinds) -> py::object {
                 if (tokens.ndim() != 1) throw InputError("[context] tokens must be a 1-D sequence of ids");
                 const int64_t n = tokens.shape(0);
                 if (n == 0) throw InputError("[context] eval needs at least one token");
@@ -127,15 +128,46 @@ void init_model(py::module_& m) {
                     dst = out.mutable_data();
                 }
                 std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+                // multimodal rows: embeddings float32 [n, n_embd] + kinds int8 [n] (0 token, 1 image/video,
+                // 2 audio); copied so the GIL can be released
+                model::EvalInput in;
+                std::vector<int8_t> kv;
+                std::vector<float> ev;
+                if (embeddings.is_none() != kinds.is_none())
+                    throw InputError("[context] embeddings and kinds must be given together");
+                if (!kinds.is_none()) {
+                    auto ka = py::array_t<int8_t, py::array::c_style | py::array::forcecast>::ensure(kinds);
+                    auto ea = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(embeddings);
+                    if (!ka || !ea) throw InputError("[context] kinds / embeddings must be numeric arrays");
+                    const int64_t H = c.model().hparams().n_embd;
+                    if (ka.ndim() != 1 || ka.shape(0) != n)
+                        throw InputError("[context] kinds must have one entry per token (" + std::to_string(n) + ")");
+                    if (ea.ndim() != 2 || ea.shape(0) != n || ea.shape(1) != H)
+                        throw InputError("[context] embeddings must be float32 [" + std::to_string(n) + ", " +
+                                         std::to_string(H) + "]");
+                    kv.assign(ka.data(), ka.data() + n);
+                    ev.assign(ea.data(), ea.data() + n * H);
+                    for (int64_t i = 0; i < n; ++i)
+                        if (kv[static_cast<size_t>(i)] != 0)
+                            for (int64_t j = 0; j < H; ++j)
+                                if (!std::isfinite(ev[static_cast<size_t>(i * H + j)]))
+                                    throw InputError("[context] embedding row " + std::to_string(i) +
+                                                     " holds a non-finite value");
+                    in.kinds = kv.data();
+                    in.embd = ev.data();
+                }
                 {
                     py::gil_scoped_release nogil;
-                    c.eval(ids.data(), n, all_logits, dst, check_signals);
+                    c.eval(ids.data(), n, all_logits, dst, check_signals, in);
                 }
                 if (!want_logits) return py::none();
                 return std::move(out);
             },
             py::arg("tokens"), py::arg("all_logits") = false, py::arg("want_logits") = true,
-            "Appends tokens to the context; returns float32 logits [rows, n_vocab] (all new tokens or the last).")
+            py::arg("embeddings") = py::none(), py::arg("kinds") = py::none(),
+            "Appends tokens to the context; returns float32 logits [rows, n_vocab] (all new tokens or the last).\n"
+            "embeddings float32 [n, n_embd] + kinds int8 [n]: rows with kind 1 (image/video, bidirectional "
+            "within a block on sliding layers) or 2 (audio) take the embedding row instead of the token.")
         .def_property_readonly("n_past", &model::Context::n_past)
         .def_property_readonly("n_ctx", [](const model::Context& c) { return c.params().n_ctx; })
         .def_property_readonly("kv_bytes", &model::Context::kv_bytes_allocated)

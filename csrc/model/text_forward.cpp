@@ -74,7 +74,7 @@ bool Context::truncate(int64_t n) {
 }
 
 void Context::eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
-                   const std::function<void()>& check_interrupt) {
+                   const std::function<void()>& check_interrupt, const EvalInput& in) {
     if (n <= 0) throw InputError("[context] eval needs at least one token");
     if (n_past_ + n > p_.n_ctx)
         throw ContextOverflowError("[context] " + std::to_string(n_past_) + " cached + " + std::to_string(n) +
@@ -84,20 +84,54 @@ void Context::eval(const int32_t* tokens, int64_t n, bool all_logits, float* log
         if (tokens[i] < 0 || tokens[i] >= V)
             throw InputError("[context] token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                              " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    const int8_t* kinds = in.kinds;
+    if (kinds) {
+        for (int64_t i = 0; i < n; ++i) {
+            if (kinds[i] < kTokenInput || kinds[i] > kCausalEmbd)
+                throw InputError("[context] input kind " + std::to_string(kinds[i]) + " at index " +
+                                 std::to_string(i) + " is not 0 (token), 1 (image/video) or 2 (audio)");
+            if (kinds[i] != kTokenInput && !in.embd)
+                throw InputError("[context] position " + std::to_string(i) + " takes an embedding but none was given");
+        }
+        // Bidirectional blocks must fit one micro-batch (a split block would hide its later half
+        // from its earlier half, unlike the reference).
+        for (int64_t i = 0; i < n;) {
+            if (kinds[i] != kBidirectionalEmbd) { ++i; continue; }
+            int64_t j = i;
+            while (j < n && kinds[j] == kBidirectionalEmbd) ++j;
+            if (j - i > p_.n_ubatch)
+                throw InputError("[context] an image block of " + std::to_string(j - i) +
+                                 " positions does not fit the micro-batch of n_ubatch=" + std::to_string(p_.n_ubatch) +
+                                 " (raise n_ubatch)");
+            i = j;
+        }
+    }
     for (auto& l : kv_)
         if (l) l->reserve(n_past_ + n);
-    for (int64_t s = 0; s < n; s += p_.n_ubatch) {
-        const int64_t nb = std::min(p_.n_ubatch, n - s);
+    for (int64_t s = 0; s < n;) {
+        int64_t nb = std::min(p_.n_ubatch, n - s);
+        // never end a micro-batch inside a bidirectional block: stop before the block instead
+        if (kinds && s + nb < n && kinds[s + nb] == kBidirectionalEmbd && kinds[s + nb - 1] == kBidirectionalEmbd) {
+            int64_t b = s + nb - 1;
+            while (b > s && kinds[b - 1] == kBidirectionalEmbd) --b;
+            if (b > s) nb = b - s;  // b == s cannot happen: blocks fit n_ubatch (checked above)
+        }
         const bool last = s + nb == n;
         float* out = nullptr;
         if (logits_out && all_logits) out = logits_out + s * V;
         if (logits_out && !all_logits && last) out = logits_out;
-        eval_ubatch(tokens + s, nb, all_logits, out, check_interrupt);
+        EvalInput sub;
+        if (kinds) {
+            sub.kinds = kinds + s;
+            sub.embd = in.embd ? in.embd + s * m_->hparams().n_embd : nullptr;
+        }
+        eval_ubatch(tokens + s, nb, all_logits, out, check_interrupt, sub);
+        s += nb;
     }
 }
 
 void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
-                          const std::function<void()>& check_interrupt) {
+                          const std::function<void()>& check_interrupt, const EvalInput& in) {
     const TextModel& m = *m_;
     const TextHParams& hp = m.hparams();
     const cpu::KernelTable& K = cpu::kernels();
@@ -109,8 +143,22 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
     std::vector<float> x(static_cast<size_t>(n * H)), a(x.size()), o(x.size());
     const Weight& E = m.token_embd();
     for (int64_t t = 0; t < n; ++t) {
+        if (in.kinds && in.kinds[t] != kTokenInput) {  // soft token: the embedder's row, not scaled
+            std::copy(in.embd + t * H, in.embd + (t + 1) * H, x.data() + t * H);
+            continue;
+        }
         quant::dequantize_row(E.type, E.data + static_cast<size_t>(tokens[t]) * E.row_bytes, x.data() + t * H, H);
         K.scale(x.data() + t * H, x.data() + t * H, hp.embed_scale, H);
+    }
+    // key_end[t]: last position query t sees on sliding layers (its block's end for image tokens)
+    std::vector<int64_t> key_end;
+    if (in.kinds && std::any_of(in.kinds, in.kinds + n, [](int8_t k) { return k == kBidirectionalEmbd; })) {
+        key_end.resize(static_cast<size_t>(n));
+        for (int64_t t = n - 1; t >= 0; --t) {
+            const bool blk = in.kinds[t] == kBidirectionalEmbd;
+            const bool cont = blk && t + 1 < n && in.kinds[t + 1] == kBidirectionalEmbd;
+            key_end[static_cast<size_t>(t)] = cont ? key_end[static_cast<size_t>(t + 1)] : pos0 + t;
+        }
     }
     std::vector<float> q, kb, vb, att, g, u;
     for (int il = 0; il < hp.n_layer; ++il) {
@@ -156,6 +204,7 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         ab.n_head = s.n_head;
         ab.scale = hp.attn_scale;
         ab.window = s.sliding ? hp.window : 0;
+        ab.key_end = s.sliding && !key_end.empty() ? key_end.data() : nullptr;
         runtime::attention(K, kv, ab, nt);
         mm(K, w.o, att.data(), n, o.data(), nt, p_.act_levels);
         for (int64_t t = 0; t < n; ++t) {

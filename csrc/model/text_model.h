@@ -15,6 +15,13 @@
 //   logits = softcap(rms(x) * output_norm . E^T)   (tied head unless output.weight exists)
 // Attention scores are q.k * attn_scale (Gemma 4: 1.0; Gemma 3: 1/sqrt(key_length)); sliding
 // layers see keys with q_pos - k_pos < window, full layers every earlier key.
+//
+// Multimodal input (EvalInput::kinds): a position may take its input vector from a given
+// embedding row (image / video / audio soft token; not scaled) instead of E[id]. Positions of
+// kind kBidirectional (image and video tokens) form blocks (maximal runs); on sliding layers a
+// block's tokens also see the later tokens of the same block (transformers'
+// create_masks_for_vision_model: (causal OR same block) AND q_pos - k_pos < window); full layers
+// stay causal. A block is never split across micro-batches, so it must fit in n_ubatch.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -112,6 +119,18 @@ struct ContextParams {
     int act_levels = 1;
 };
 
+// Per-position input kinds of Context::eval.
+enum : int8_t {
+    kTokenInput = 0,          // x = E[id] * embed_scale
+    kBidirectionalEmbd = 1,   // x = embd row; bidirectional within its block on sliding layers
+    kCausalEmbd = 2,          // x = embd row; plain causal attention (audio)
+};
+
+struct EvalInput {
+    const float* embd = nullptr;   // [n][n_embd]; row t read only where kinds[t] != kTokenInput
+    const int8_t* kinds = nullptr; // [n] or nullptr (all tokens)
+};
+
 // Bytes of KV cache a context would allocate at full n_ctx (sliding layers are fixed rings).
 size_t kv_cache_bytes(const TextModel& m, const ContextParams& p);
 
@@ -124,8 +143,10 @@ public:
     // `hidden_out` (optional): the final-norm input (last hidden state) of the same rows, [rows][n_embd].
     // `check_interrupt` is called between micro-batches and layers (may throw to stop; the
     // cache then keeps only the micro-batches that completed).
+    // `in`: embedding rows and kinds for multimodal positions (see EvalInput); a bidirectional
+    // block must lie inside this call and hold at most n_ubatch positions (else InputError).
     void eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
-              const std::function<void()>& check_interrupt = {});
+              const std::function<void()>& check_interrupt = {}, const EvalInput& in = {});
     int64_t n_past() const { return n_past_; }
     // Drops positions >= n. Returns false (and changes nothing) when a sliding-window ring no
     // longer holds the window that position n - 1 needs; the caller then re-evaluates from 0.
@@ -137,7 +158,7 @@ public:
 
 private:
     void eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
-                     const std::function<void()>& check_interrupt);
+                     const std::function<void()>& check_interrupt, const EvalInput& in);
     std::shared_ptr<const TextModel> m_;
     ContextParams p_;
     std::vector<std::unique_ptr<runtime::KVLayer>> kv_;  // per layer; nullptr for KV-shared layers

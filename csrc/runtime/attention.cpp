@@ -35,7 +35,8 @@ void attention(const cpu::KernelTable& k, const KVLayer& kv, const AttentionBatc
             const int kh = h / group;
             const int64_t pos = b.pos0 + t;
             const int64_t lo = b.window > 0 ? std::max<int64_t>(0, pos - b.window + 1) : 0;
-            const int64_t n = pos - lo + 1;
+            const int64_t hi = b.key_end ? b.key_end[t] : pos;
+            const int64_t n = hi - lo + 1;
             thread_local std::vector<float> scores, acc;
             thread_local std::vector<uint8_t> qq;
             scores.resize(static_cast<size_t>(n));

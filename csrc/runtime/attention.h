@@ -2,8 +2,9 @@
 // cache's element type (F32 / F16 / Q8_0 / Q4_0):
 //   score_j = scale * q . K[j]  (q quantized once to the K type's activation format: F32 for
 //             F32/F16 caches, Q8_0 for Q8_0/Q4_0; the kernel table's vec_dot does the row dot)
-//   p = softmax(score) in float32 over the visible keys j in [lo, pos]:
-//             lo = pos - window + 1 (sliding layers) or 0 (full layers)
+//   p = softmax(score) in float32 over the visible keys j in [lo, hi]:
+//             lo = pos - window + 1 (sliding layers) or 0 (full layers);
+//             hi = pos, or key_end[t] (the last position of an image block) when given
 //   out = sum_j p_j V[j]  (V rows dequantized one at a time, accumulated in float32)
 // GQA: query head h reads KV head h / (n_head / n_kv_head). Work is split over
 // (query, head) pairs on the thread pool.
@@ -23,6 +24,9 @@ struct AttentionBatch {
     int n_head = 0;
     float scale = 1.0f;
     int64_t window = 0;        // 0: full attention (causal only)
+    // Optional [n_tokens]: last key position query t sees (>= its own position). nullptr:
+    // causal. Set on sliding layers for image blocks (bidirectional within the block).
+    const int64_t* key_end = nullptr;
 };
 
 void attention(const cpu::KernelTable& k, const KVLayer& kv, const AttentionBatch& b, int n_threads);
