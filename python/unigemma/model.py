@@ -35,6 +35,7 @@ import numpy as np
 from . import _core
 from ._core import ContextOverflowError
 from .generate import (ChatResult, GenerationResult, Stream, TextAssembler, assistant_message, make_stats)
+from .multimodal import MediaPrompt, assign_rows, collect_media, expand_placeholders, PLACEHOLDERS
 
 KV_TYPES = ("f32", "f16", "q8_0", "q4_0")
 
@@ -65,13 +66,21 @@ class Model:
                  differ by a few percent of the logit scale (8-bit rounding amplified by the
                  model); with "q16" by ~1e-4.
     verbose:     log model facts and the KV cache size to stderr.
+    mmproj:      the multimodal projector GGUF (ours from ``unigemma convert`` or llama.cpp's
+                 ``--mmproj`` output): enables images, audio and video in ``chat`` / ``generate``
+                 and ``embed_image`` / ``embed_audio`` / ``embed_video``.
+    image_tokens: soft-token budget per image, one of 70, 140, 280 (default, as transformers),
+                 560, 1120; n_ubatch is raised to it if smaller (an image block is evaluated
+                 in one micro-batch, as its tokens attend to each other).
+    video_tokens / video_frames: per-frame budget (default 70) and frames sampled (default 32).
 
     ``kv_bytes_estimate`` is the KV cache size at full context, known before it is allocated.
     """
 
     def __init__(self, path=None, n_ctx: int = 4096, n_threads: int = 0, kv_type: str = "f16",
                  kv_type_k: str | None = None, kv_type_v: str | None = None, n_ubatch: int = 512,
-                 act_precision: str = "q8", verbose: bool = False) -> None:
+                 act_precision: str = "q8", verbose: bool = False, mmproj=None, image_tokens: int = 280,
+                 video_tokens: int = 70, video_frames: int = 32) -> None:
         if path is None:
             from .default_model import default_model_path
 
@@ -82,6 +91,8 @@ class Model:
         self.n_ctx = int(n_ctx)
         self.n_threads = int(n_threads)
         self.n_ubatch = int(n_ubatch)
+        if mmproj is not None:
+            self.n_ubatch = max(self.n_ubatch, int(image_tokens), int(video_tokens))
         self.kv_type_k = kv_type_k or kv_type
         self.kv_type_v = kv_type_v or kv_type
         for t in (self.kv_type_k, self.kv_type_v):
@@ -106,6 +117,18 @@ class Model:
                       f"{time.perf_counter() - t0:.2f} s")
             self._log(f"KV cache: {self.kv_bytes_estimate / 2**20:.1f} MiB for n_ctx={self.n_ctx} "
                       f"(K {self.kv_type_k}, V {self.kv_type_v})")
+        self.media = None
+        if mmproj is not None:
+            from .multimodal import MediaEncoder
+
+            if self.arch != "gemma4":
+                raise _core.ModelError(f"[mmproj] media input needs a Gemma 4 model; {self.path} is {self.arch}")
+            self.media = MediaEncoder(mmproj, self.hparams["n_embd"], n_threads=self.n_threads,
+                                      image_tokens=int(image_tokens), video_tokens=int(video_tokens),
+                                      video_frames=int(video_frames))
+            if verbose:
+                self._log(f"projector {self.media.path}: vision={self.media.proj.has_vision} "
+                          f"audio={self.media.proj.has_audio}")
         self._ctx = self._new_context(self.n_ctx)
         self._cached: list[int] = []  # tokens the context holds, in order
         self._run_id = 0
@@ -138,7 +161,7 @@ class Model:
 
     @property
     def cached_token_ids(self) -> list[int]:
-        return list(self._cached)
+        return [k if isinstance(k, int) else k[0] for k in self._cached]
 
     @property
     def kv_bytes(self) -> int:
@@ -178,24 +201,30 @@ class Model:
         """Make the generation context hold exactly ``tokens``, reusing the cached prefix, and
         return the float32 [n_vocab] logits that follow the last one."""
         self._run_id += 1
-        row, _ = self._prefill([int(t) for t in tokens])
+        ids = [int(t) for t in tokens]
+        row, _ = self._prefill(MediaPrompt(ids, list(ids), None, {}))
         return row
 
-    def _prefill(self, ids: list[int]) -> tuple[np.ndarray, int]:
-        """-> (logits after ids[-1], number of prompt tokens reused from the cache)."""
+    def _prefill(self, mp: MediaPrompt) -> tuple[np.ndarray, int]:
+        """-> (logits after the last prompt token, number of prompt tokens reused from the cache)."""
+        ids = mp.ids
         if not ids:
             raise ValueError("the prompt is empty (no tokens to evaluate)")
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(f"prompt of {len(ids)} tokens exceeds the context of {self.n_ctx} tokens")
         ctx = self._ctx
-        keep = min(_common_prefix(self._cached, ids), len(ids) - 1)
+        keep = min(_common_prefix(self._cached, mp.keys), len(ids) - 1)
+        if mp.kinds is not None:  # never resume inside an image block (its tokens see each other)
+            while 0 < keep < len(ids) and mp.kinds[keep] == 1 and mp.kinds[keep - 1] == 1:
+                keep -= 1
         if keep < ctx.n_past and not ctx.truncate(keep):
             ctx.reset()
             keep = 0
-        seq = self._cached = ids[:keep]
+        seq = self._cached = mp.keys[:keep]
         try:
-            seq.extend(ids[keep:])
-            out = ctx.eval(np.asarray(ids[keep:], dtype=np.int32))
+            seq.extend(mp.keys[keep:])
+            emb, kinds = mp.slice_inputs(keep, self.hparams["n_embd"])
+            out = ctx.eval(np.asarray(ids[keep:], dtype=np.int32), embeddings=emb, kinds=kinds)
             self.n_evaluated += len(ids) - keep
         finally:
             del seq[ctx.n_past:]  # after an interrupt the context may hold fewer tokens
@@ -207,7 +236,7 @@ class Model:
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                  seed: int | None = None, stop: str | Sequence[str] | None = None,
                  stop_tokens: Iterable[int] | None = None, logit_bias: dict[int, float] | None = None,
-                 stream: bool = False, truncate_prompt: bool = False, add_bos: bool = True):
+                 stream: bool = False, truncate_prompt: bool = False, add_bos: bool = True, media=None):
         """Generate a continuation of ``prompt`` (text, tokenized with special tokens recognized and
         BOS added unless already there; or a list of token ids, used as is).
 
@@ -221,17 +250,32 @@ class Model:
         Context: prompt tokens + max_tokens must fit in n_ctx, else ContextOverflowError before any
         work; with ``truncate_prompt=True`` the prompt keeps its BOS (if any) and its last
         tokens so that it fits (at least one prompt token must remain).
+        Media (needs ``mmproj``): ``media`` is a list of ``("image" | "audio" | "video", source)``
+        pairs or chat-style parts (``{"type": "image", "image": source}``); source: a path, bytes,
+        a NumPy array or a PIL image. The i-th ``<|image|>`` / ``<|audio|>`` / ``<|video|>`` in the
+        prompt text stands for the i-th item; without placeholders the items go first.
         Returns a ``GenerationResult``, or with ``stream=True`` a ``Stream`` of text pieces whose
         ``.result`` is set at the end.
         """
-        ids = self._prompt_ids(prompt, add_bos)
-        ids, max_tokens = self._fit(ids, max_tokens, truncate_prompt)
+        if media:
+            if not isinstance(prompt, (str, bytes)):
+                raise ValueError("media needs a text prompt (placeholders mark where the items go)")
+            items = [(p["type"], _media_source(p)) if isinstance(p, dict) else (p[0], p[1]) for p in media]
+            text = prompt.decode() if isinstance(prompt, bytes) else prompt
+            if not any(ph in text for ph in PLACEHOLDERS.values()):
+                head = "<bos>" if text.startswith("<bos>") else ""
+                text = head + "".join(PLACEHOLDERS.get(k, "") for k, _ in items) + text[len(head):]
+            mp = self._media_prompt(text, items, add_bos)
+        else:
+            ids = self._prompt_ids(prompt, add_bos)
+            mp = MediaPrompt(ids, list(ids), None, {})
+        mp, max_tokens = self._fit_prompt(mp, max_tokens, truncate_prompt)
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         stop_ids = set(self.tokenizer.eog_ids) if stop_tokens is None else {int(t) for t in stop_tokens}
         sampler, seed = self._sampler(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
                                       presence_penalty, penalty_last_n, seed, logit_bias)
         penalized = repetition_penalty != 1.0 or frequency_penalty != 0.0 or presence_penalty != 0.0
-        run = _Run(self, ids, max_tokens, sampler, seed, penalty_last_n if penalized else 0, stop_ids, stops,
+        run = _Run(self, mp, max_tokens, sampler, seed, penalty_last_n if penalized else 0, stop_ids, stops,
                    special=False)
         if stream:
             return Stream(run.pieces())
@@ -251,6 +295,10 @@ class Model:
         ``stream=True`` a ``Stream`` of events ``("content", str)``, ``("thinking", str)``,
         ``("tool_call", {"name", "arguments"})`` whose ``.result`` is the ChatResult at the end.
         Turns share the cache: only the tokens after the common prefix are evaluated.
+        Media parts (needs ``mmproj``): ``{"type": "image", "image": path | bytes | array | PIL}``,
+        ``{"type": "audio", "audio": path | bytes | array (16 kHz) | (array, rate)}``,
+        ``{"type": "video", "video": path}`` (``"path"`` / ``"url"`` with a local path also work),
+        in any user turn; each is embedded once and cached (by path+mtime or content hash).
         """
         from .chat import (Gemma3StreamParser, Gemma4StreamParser, render_gemma3, render_gemma4,
                            stop_token_ids)
@@ -266,10 +314,10 @@ class Model:
                 raise ValueError("thinking is not supported by the Gemma 3 chat format")
             text = render_gemma3(messages, add_generation_prompt=True)
             parser = Gemma3StreamParser()
-        ids = self.tokenize(text, add_bos=True, special=True)
-        return self._chat_ids(ids, parser, stream, max_tokens, fmt, sampling, stop_token_ids)
+        mp = self._media_prompt(text, collect_media(messages), add_bos=True)
+        return self._chat_ids(mp, parser, stream, max_tokens, fmt, sampling, stop_token_ids)
 
-    def _chat_ids(self, ids, parser, stream, max_tokens, fmt, sampling, stop_token_ids):
+    def _chat_ids(self, mp, parser, stream, max_tokens, fmt, sampling, stop_token_ids):
         sampling = dict(sampling)
         truncate = sampling.pop("truncate_prompt", False)
         stops = sampling.pop("stop", None)
@@ -284,8 +332,8 @@ class Model:
         if unknown:
             raise TypeError(f"chat() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
         sampler, seed = self._sampler(**{k: sampling.get(k, d) for k, d in _SAMPLING_KEYS.items()})
-        ids, max_tokens = self._fit(ids, max_tokens, truncate)
-        run = _Run(self, ids, max_tokens, sampler, seed, sampling.get("penalty_last_n", 64) if penalized else 0,
+        mp, max_tokens = self._fit_prompt(mp, max_tokens, truncate)
+        run = _Run(self, mp, max_tokens, sampler, seed, sampling.get("penalty_last_n", 64) if penalized else 0,
                    {int(t) for t in stop_tokens}, stops, special=True)
         gen = _chat_events(run, parser)
         if stream:
@@ -293,6 +341,54 @@ class Model:
         for _ in gen:
             pass
         return run.result
+
+    # -- media ------------------------------------------------------------------------------------
+    def _encoder(self):
+        if self.media is None:
+            from .preprocess.errors import MediaError
+
+            raise MediaError("this model was loaded without a multimodal projector: pass mmproj=FILE to "
+                             "unigemma.Model (CLI: --mmproj FILE) to use images, audio or video")
+        return self.media
+
+    def embed_image(self, image, max_soft_tokens: int | None = None) -> np.ndarray:
+        """float32 (n_image_tokens, hidden): the rows that replace an image's placeholder tokens.
+        image: path, bytes, NumPy array (H, W[, 3|4]) or PIL image. max_soft_tokens: the budget
+        (70/140/280/560/1120; default: the model's ``image_tokens``)."""
+        return self._encoder().image_rows(image, max_soft_tokens)
+
+    def embed_audio(self, audio) -> np.ndarray:
+        """float32 (n_audio_tokens, hidden): one row per 40 ms (640 samples at 16 kHz).
+        audio: path (WAV/FLAC/OGG/MP3), bytes, a 16 kHz mono float array or (array, rate)."""
+        return self._encoder().audio_rows(audio)
+
+    def embed_video(self, video) -> list[tuple[str, np.ndarray]]:
+        """[("MM:SS", float32 (n_frame_tokens, hidden)) per sampled frame]."""
+        blocks, stamps = self._encoder().video_blocks(video)
+        return list(zip(stamps, blocks))
+
+    def _media_prompt(self, text: str, items, add_bos: bool) -> MediaPrompt:
+        if not items:
+            ids = self.tokenize(text, add_bos=add_bos, special=True)
+            return MediaPrompt(ids, list(ids), None, {})
+        enc = self._encoder()
+        embs = [enc.embed(kind, src) for kind, src in items]
+        ph_ids = {}
+        for kind, ph in PLACEHOLDERS.items():
+            tid = self.tokenizer.find_token(ph)
+            if tid is None or tid < 0:
+                from .preprocess.errors import MediaError
+
+                raise MediaError(f"the model's vocabulary has no {ph} token")
+            ph_ids[kind] = int(tid)
+        ids = self.tokenize(expand_placeholders(text, embs), add_bos=add_bos, special=True)
+        return assign_rows(ids, embs, ph_ids)
+
+    def _fit_prompt(self, mp: MediaPrompt, max_tokens, truncate: bool) -> tuple[MediaPrompt, int]:
+        ids, max_tokens = self._fit(mp.ids, max_tokens, truncate and mp.kinds is None)
+        if ids is not mp.ids:
+            mp = MediaPrompt(ids, list(ids), None, {})
+        return mp, max_tokens
 
     # -- helpers ----------------------------------------------------------------------------------
     def _prompt_ids(self, prompt, add_bos: bool) -> list[int]:
@@ -318,7 +414,8 @@ class Model:
         if not truncate:
             raise ContextOverflowError(
                 f"prompt of {len(ids)} tokens + max_tokens {max_tokens} exceeds the context of {self.n_ctx} "
-                f"tokens (use a larger n_ctx, fewer max_tokens, or truncate_prompt=True)")
+                f"tokens (use a larger n_ctx, fewer max_tokens, or truncate_prompt=True; prompts with media "
+                f"are never truncated)")
         head = ids[:1] if ids[0] == self.tokenizer.bos else []
         if room < len(head) + 1:
             raise ContextOverflowError(f"max_tokens {max_tokens} leaves no room for the prompt in a context "
@@ -340,6 +437,12 @@ class Model:
         return f"<unigemma.Model {os.path.basename(self.path)} {self.arch} n_ctx={self.n_ctx}>"
 
 
+def _media_source(part: dict):
+    from .multimodal import media_source
+
+    return media_source(part)
+
+
 _SAMPLING_KEYS = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,
                   "frequency_penalty": 0.0, "presence_penalty": 0.0, "penalty_last_n": 64, "seed": None,
                   "logit_bias": None}
@@ -350,8 +453,9 @@ class _Run:
     A sampled token is evaluated only when the next one is needed, so the last token of a run
     is not in the cache."""
 
-    def __init__(self, model: Model, ids, max_tokens, sampler, seed, history_n, stop_ids, stops, special):
-        self.model, self.ids, self.max_tokens = model, ids, max_tokens
+    def __init__(self, model: Model, prompt: MediaPrompt, max_tokens, sampler, seed, history_n, stop_ids, stops,
+                 special):
+        self.model, self.prompt, self.ids, self.max_tokens = model, prompt, prompt.ids, max_tokens
         self.sampler, self.seed, self.history_n = sampler, seed, history_n
         self.stop_ids, self.stops, self.special = stop_ids, stops, special
         self.tokens: list[int] = []
@@ -369,7 +473,7 @@ class _Run:
         if self.max_tokens == 0:
             logits, reused = None, 0
         else:
-            logits, reused = m._prefill(self.ids)
+            logits, reused = m._prefill(self.prompt)
         t1 = time.perf_counter()
         seq = m._cached
         finish = "length"
@@ -382,7 +486,8 @@ class _Run:
                     seq.append(pending)
                     logits = m._ctx.eval(np.asarray([pending], dtype=np.int32))[0]
                     m.n_evaluated += 1
-                hist = seq[-self.history_n:] if self.history_n > 0 else []
+                hist = ([k if isinstance(k, int) else k[0] for k in seq[-self.history_n:]]
+                        if self.history_n > 0 else [])
                 t = self.sampler.sample(logits, hist)
                 if t in self.stop_ids:
                     finish = "eog"
