@@ -67,7 +67,13 @@ def _load(args):
     from .model import Model
 
     return Model(_resolve_model(args.model), n_ctx=args.ctx_size, n_threads=args.threads, kv_type=args.kv,
-                 act_precision=args.precision, verbose=getattr(args, "verbose", False))
+                 act_precision=args.precision, verbose=getattr(args, "verbose", False), mmproj=args.mmproj,
+                 image_tokens=args.image_tokens)
+
+
+def _media_args(args) -> list[tuple[str, str]]:
+    """(kind, path) of --image/--audio/--video in command-line order."""
+    return [(kind, path) for kind, path in getattr(args, "media", None) or []]
 
 
 def _sampling(args) -> dict:
@@ -86,22 +92,29 @@ def _cmd_run(args) -> int:
     chat template, a story opening for base models such as the embedded Gemma 3 270M)."""
     from .generate import format_timings
 
+    media = _media_args(args)
+    if media and not args.mmproj:
+        print("unigemma: error: --image/--audio/--video need the projector: --mmproj FILE", file=sys.stderr)
+        return 2
     m = _load(args)
-    chat, prompt = args.chat, args.prompt
+    chat, prompt = args.chat or (bool(media) and m.has_chat_template), args.prompt
     if prompt is None:
         chat = m.has_chat_template
         prompt = DEFAULT_CHAT_PROMPT if chat else DEFAULT_TEXT_PROMPT
+        if media:
+            prompt = "Describe this." if len(media) == 1 else "Describe these."
         print(f"(no prompt given: using {prompt!r}{' as a chat turn' if chat else ''})", file=sys.stderr)
     n = None if args.n_predict < 0 else args.n_predict
     if chat:
-        stream = m.chat([{"role": "user", "content": prompt}], stream=True, max_tokens=n, **_sampling(args))
+        content = ([{"type": k, k: p} for k, p in media] + [{"type": "text", "text": prompt}]) if media else prompt
+        stream = m.chat([{"role": "user", "content": content}], stream=True, max_tokens=n, **_sampling(args))
         for kind, value in stream:
             if kind == "content":
                 _write(value)
             elif kind == "tool_call":
                 _write(f"[tool call] {json.dumps(value, ensure_ascii=False)}\n")
     else:
-        stream = m.generate(prompt, stream=True, max_tokens=n, **_sampling(args))
+        stream = m.generate(prompt, stream=True, max_tokens=n, media=media or None, **_sampling(args))
         for piece in stream:
             _write(piece)
     _write("\n")
@@ -111,7 +124,9 @@ def _cmd_run(args) -> int:
 
 def _cmd_chat(args) -> int:
     """Interactive chat: one line per user turn; /exit or EOF ends, /reset clears the history;
+    /image PATH, /audio PATH, /video PATH attach media to the next message (needs --mmproj);
     Ctrl-C during a reply stops it (the partial reply stays in the history)."""
+    from ._core import UnigemmaError
     from .generate import format_timings
 
     m = _load(args)
@@ -119,8 +134,10 @@ def _cmd_chat(args) -> int:
     base = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(base)
     n = None if args.n_predict < 0 else args.n_predict
+    attached: list[tuple[str, str]] = _media_args(args)
     if interactive:
-        print("(type a message; /reset clears the conversation, /exit or Ctrl-D quits)", file=sys.stderr)
+        print("(type a message; /image, /audio, /video PATH attach media; /reset clears the conversation, "
+              "/exit or Ctrl-D quits)", file=sys.stderr)
     while True:
         try:
             line = input("> ") if interactive else sys.stdin.readline()
@@ -136,11 +153,33 @@ def _cmd_chat(args) -> int:
             return 0
         if line == "/reset":
             messages = list(base)
+            attached = []
             print("(conversation cleared)", file=sys.stderr)
             continue
-        messages.append({"role": "user", "content": line})
+        cmd, _, arg = line.partition(" ")
+        if cmd in ("/image", "/audio", "/video"):
+            kind, path = cmd[1:], arg.strip()
+            if m.media is None:
+                print("(no projector loaded: start with --mmproj FILE to attach media)", file=sys.stderr)
+            elif not path or not os.path.isfile(path):
+                print(f"(no such file: {path!r})", file=sys.stderr)
+            else:
+                attached.append((kind, path))
+                print(f"({kind} attached: {path}; it goes with your next message)", file=sys.stderr)
+            continue
+        if attached:
+            content = [{"type": k, k: p} for k, p in attached] + [{"type": "text", "text": line}]
+            attached = []
+        else:
+            content = line
+        messages.append({"role": "user", "content": content})
         parts, thinking, calls = [], [], []
-        stream = m.chat(messages, thinking=args.thinking, stream=True, max_tokens=n, **_sampling(args))
+        try:
+            stream = m.chat(messages, thinking=args.thinking, stream=True, max_tokens=n, **_sampling(args))
+        except UnigemmaError as e:  # a bad media file: say so, drop the turn, keep chatting
+            print(f"(error: {e})", file=sys.stderr)
+            messages.pop()
+            continue
         try:
             for kind, value in stream:
                 if kind == "content":
@@ -182,6 +221,21 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("--min-p", type=float, default=0.0, help="min-p (0 = off)")
     s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1 = off)")
     s.add_argument("-v", "--verbose", action="store_true", help="log model and KV cache facts to stderr")
+    s.add_argument("--mmproj", metavar="FILE", help="multimodal projector GGUF (ours or llama.cpp's) for media input")
+    s.add_argument("--image-tokens", type=int, default=280, choices=(70, 140, 280, 560, 1120),
+                   help="soft tokens per image (default 280, as transformers)")
+    for kind in ("image", "audio", "video"):
+        s.add_argument(f"--{kind}", dest="media", action=_AppendMedia, metavar="PATH",
+                       help=f"{kind} file for the prompt (repeatable; needs --mmproj)")
+
+
+class _AppendMedia(argparse.Action):
+    """--image/--audio/--video PATH append (kind, PATH) to one list, keeping their order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, items)
 
 
 def build_parser() -> argparse.ArgumentParser:
