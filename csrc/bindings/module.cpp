@@ -10,6 +10,7 @@ void init_info(py::module_& m);
 void init_kernels(py::module_& m);
 void init_matmul(py::module_& m);
 void init_model(py::module_& m);
+void init_mmproj(py::module_& m);
 void init_sampler(py::module_& m);
 void init_tokenizer(py::module_& m);
 
@@ -22,6 +23,7 @@ PYBIND11_MODULE(_core, m) {
     init_kernels(m);
     init_matmul(m);
     init_model(m);
+    init_mmproj(m);
     init_sampler(m);
     init_tokenizer(m);
 }
