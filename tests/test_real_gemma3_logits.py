@@ -26,12 +26,12 @@ N_TOKENS = 1100
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(gemma3_hf_tokenizer):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     path = Path(unigemma.default_model_path())
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    tok = gemma3_hf_tokenizer
     # Natural text that every CPython carries: module documentation prose.
     text = "\n\n".join(m.__doc__ for m in (argparse, subprocess, json, textwrap))
     ids = tok(text, return_tensors="np")["input_ids"][0][:N_TOKENS].astype(np.int32)

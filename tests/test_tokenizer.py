@@ -79,10 +79,8 @@ def gemma3():
 
 
 @pytest.fixture(scope="module")
-def gemma3_hf(gemma3):
-    transformers = pytest.importorskip("transformers")
-    path, _ = gemma3
-    return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+def gemma3_hf(gemma3, gemma3_hf_tokenizer):
+    return gemma3_hf_tokenizer
 
 
 def _gemma3_special_texts(tok):

@@ -186,15 +186,25 @@ class Model:
         """Text of ``ids`` (control tokens omitted unless special=True)."""
         return self.tokenizer.decode([int(i) for i in ids], special=special)
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """float32 [len(tokens), n_vocab] logits (after soft-capping) of ``tokens`` evaluated from
-        position 0 in a fresh context of their own; the generation context is not touched.
-        Memory: 4 * n_vocab bytes per token (1 MiB per token for Gemma's 262144-token vocab)."""
-        toks = np.asarray(list(tokens), dtype=np.int32)
+    def logits(self, tokens: Sequence[int] | str, media=None) -> np.ndarray:
+        """float32 [n, n_vocab] logits (after soft-capping) of every prompt position, evaluated
+        from position 0 in a fresh context of their own; the generation context is not touched.
+        tokens: token ids, or a text prompt (tokenized as ``generate`` does, with ``media``
+        expanded into soft tokens). Memory: 4 * n_vocab bytes per token (1 MiB per token for
+        Gemma's 262144-token vocab)."""
+        if isinstance(tokens, (str, bytes)):
+            mp = self._text_prompt(tokens, media, add_bos=True)
+        else:
+            if media:
+                raise ValueError("media needs a text prompt (placeholders mark where the items go)")
+            ids = [int(t) for t in tokens]
+            mp = MediaPrompt(ids, list(ids), None, {})
+        toks = np.asarray(mp.ids, dtype=np.int32)
         if toks.ndim != 1 or toks.size == 0:
             raise ValueError("logits() needs a non-empty 1-D sequence of token ids")
         ctx = self._new_context(int(toks.size))
-        return ctx.eval(toks, all_logits=True)
+        emb, kinds = mp.slice_inputs(0, self.hparams["n_embd"])
+        return ctx.eval(toks, all_logits=True, embeddings=emb, kinds=kinds)
 
     # -- prompt evaluation with cache reuse -----------------------------------------------------
     def prefill(self, tokens: Sequence[int]) -> np.ndarray:
@@ -260,12 +270,7 @@ class Model:
         if media:
             if not isinstance(prompt, (str, bytes)):
                 raise ValueError("media needs a text prompt (placeholders mark where the items go)")
-            items = [(p["type"], _media_source(p)) if isinstance(p, dict) else (p[0], p[1]) for p in media]
-            text = prompt.decode() if isinstance(prompt, bytes) else prompt
-            if not any(ph in text for ph in PLACEHOLDERS.values()):
-                head = "<bos>" if text.startswith("<bos>") else ""
-                text = head + "".join(PLACEHOLDERS.get(k, "") for k, _ in items) + text[len(head):]
-            mp = self._media_prompt(text, items, add_bos)
+            mp = self._text_prompt(prompt, media, add_bos)
         else:
             ids = self._prompt_ids(prompt, add_bos)
             mp = MediaPrompt(ids, list(ids), None, {})
@@ -366,6 +371,16 @@ class Model:
         """[("MM:SS", float32 (n_frame_tokens, hidden)) per sampled frame]."""
         blocks, stamps = self._encoder().video_blocks(video)
         return list(zip(stamps, blocks))
+
+    def _text_prompt(self, prompt: str | bytes, media, add_bos: bool) -> MediaPrompt:
+        """A raw text prompt with ``media`` ((kind, source) pairs or chat-style parts): the i-th
+        placeholder stands for the i-th item; without placeholders the items go first."""
+        items = [(p.get("type"), _media_source(p)) if isinstance(p, dict) else (p[0], p[1]) for p in media or []]
+        text = prompt.decode() if isinstance(prompt, bytes) else prompt
+        if items and not any(ph in text for ph in PLACEHOLDERS.values()):
+            head = "<bos>" if text.startswith("<bos>") else ""
+            text = head + "".join(PLACEHOLDERS.get(k, "") for k, _ in items) + text[len(head):]
+        return self._media_prompt(text, items, add_bos)
 
     def _media_prompt(self, text: str, items, add_bos: bool) -> MediaPrompt:
         if not items:
