@@ -303,15 +303,15 @@ def test_wrong_kind_of_file(tmp_path, mmproj_of):
     text = Path(mmproj_of("default")).with_name("default-f32.gguf")   # the text model of the same conversion
     with pytest.raises(unigemma.ModelError, match=r"^\[mmproj\] .* is a 'gemma4' model, not a multimodal projector"):
         core.MMProjector(text)
-    with pytest.raises(unigemma.GGUFError):
+    with pytest.raises(unigemma.GGUFError, match=r"^\[mmproj\] .*does-not-exist.gguf"):
         core.MMProjector(tmp_path / "does-not-exist.gguf")
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"RIFF" + bytes(100))
-    with pytest.raises(unigemma.GGUFError, match="bad magic"):
+    with pytest.raises(unigemma.GGUFError, match=r"^\[mmproj\] .*bad magic"):
         core.MMProjector(junk)
     trunc = tmp_path / "trunc.gguf"
     trunc.write_bytes(Path(mmproj_of("default")).read_bytes()[:500_000])
-    with pytest.raises(unigemma.GGUFError):
+    with pytest.raises(unigemma.GGUFError, match=r"^\[mmproj\] "):
         core.MMProjector(trunc)
     with pytest.raises(unigemma.InputError, match="n_threads"):
         core.MMProjector(mmproj_of("default"), n_threads=-1)
