@@ -140,6 +140,18 @@ uint64_t dim_key(const GGUFFile& f, const std::string& k) {
     return v;
 }
 
+// Opens the file; the reader's own errors (missing file, bad magic, truncation) keep their
+// text, tagged as the projector's.
+std::shared_ptr<const GGUFFile> open_file(const std::string& path) {
+    try {
+        return std::make_shared<const GGUFFile>(path);
+    } catch (const GGUFError& e) {
+        std::string m = e.what();
+        if (m.rfind("[gguf] ", 0) == 0) m = m.substr(7);
+        bad_file(m);
+    }
+}
+
 void mm(const Weight& w, const float* x, int64_t n, float* y, int nt) {
     cpu::matmul(cpu::kernels(), w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt, kMatmulLevels);
 }
@@ -147,7 +159,7 @@ void mm(const Weight& w, const float* x, int64_t n, float* y, int nt) {
 }  // namespace
 
 MMProjector::MMProjector(const std::string& path, int n_threads)
-    : MMProjector(std::make_shared<const GGUFFile>(path), n_threads) {}
+    : MMProjector(open_file(path), n_threads) {}
 
 MMProjector::MMProjector(std::shared_ptr<const GGUFFile> file, int n_threads)
     : file_(std::move(file)), n_threads_(n_threads) {
