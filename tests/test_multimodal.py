@@ -29,7 +29,7 @@ from unigemma.preprocess.image import load_image, preprocess_image
 
 IMG, AUD, BOI, EOI, BOA, EOA = 258880, 258881, 255999, 258882, 256000, 258883
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-LLAMA_CPP_MMPROJ = FIXTURES / "llama_cpp_default_mmproj_f32.gguf"
+LLAMA_CPP_MMPROJ = FIXTURES / "tiny-default-llamacpp-mmproj-f32.gguf"
 
 
 @pytest.fixture(scope="module")
