@@ -47,6 +47,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / "tests" / "fixtures" / "media"
 SMALL_RESIZED_BYTES = 64 * 1024  # store the resized uint8 image when it is at most this big
+SMALL_FRAMES_BYTES = 320 * 1024  # store a video's decoded frames when they are at most this big
 
 IMAGE_CASES = [
     # (file, budgets)
@@ -246,7 +247,7 @@ def videos(vp, recs: list, arrays: dict) -> None:
         fake = SimpleNamespace(boi_token="<B>", eoi_token="<E>", video_token="<V>")
         text = Gemma4UnifiedProcessor.replace_video_token(
             fake, {"num_soft_tokens_per_video": [1], "video_metadata": [meta]}, 0)
-        stamps = [part.split(" ")[0] for part in text.split("<E>") if part.strip()]
+        stamps = [part.strip().split(" ")[0] for part in text.split("<E>") if part.strip()]
         key = f"{fname}@{num_frames}@{budget}"
         rec = {
             "id": key, "file": fname, "num_frames": num_frames, "budget": budget, "path": path_note,
@@ -266,6 +267,10 @@ def videos(vp, recs: list, arrays: dict) -> None:
         rec["pixel_values_sha256"] = sha256(pv.astype(np.float32))
         arrays[f"{key}/positions"] = pos[0].astype(np.int32)
         arrays[f"{key}/patch_sums"] = pv.astype(np.float64).sum(axis=2)
+        if frames.nbytes <= SMALL_FRAMES_BYTES:
+            # the decoded frames themselves, so preprocess_video is checked even where another
+            # FFmpeg build decodes (or converts to RGB) differently
+            arrays[f"{key}/frames"] = frames
         recs.append(rec)
         print(f"  {key:32s} frames {frames.shape} -> {rec['resized_hw']} n={n_tok}", flush=True)
 
