@@ -13,6 +13,7 @@ void init_model(py::module_& m);
 void init_mmproj(py::module_& m);
 void init_sampler(py::module_& m);
 void init_tokenizer(py::module_& m);
+void init_preprocess(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "unigemma C++ core";
@@ -26,4 +27,5 @@ PYBIND11_MODULE(_core, m) {
     init_mmproj(m);
     init_sampler(m);
     init_tokenizer(m);
+    init_preprocess(m);
 }
