@@ -17,6 +17,7 @@ from ._core import (  # noqa: F401
 )
 
 from .generate import ChatResult, GenerationResult, Stream  # noqa: E402
+from .preprocess.errors import MediaError  # noqa: E402
 from .model import Model  # noqa: E402
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "ModelError",
     "InputError",
     "ContextOverflowError",
+    "MediaError",
     "build_info",
     "quantize",
     "dequantize",

@@ -70,6 +70,9 @@ def add_bench_parser(subparsers) -> None:
     from .bench_model import add_parser as add_model_parser
 
     add_model_parser(bsub)
+    from .bench_media import add_parser as add_media_parser
+
+    add_media_parser(bsub)
 
 
 def _llc_bytes() -> int:
