@@ -294,6 +294,9 @@ def test_resizer_properties():
     for bad in (img.astype(np.float32), img[..., None], np.zeros((0, 5, 3), np.uint8)):
         with pytest.raises(InputError, match=r"\[resize_bicubic_aa\]"):
             _core.resize_bicubic_aa(bad, 10, 10)
+    huge = np.broadcast_to(img[:1, :1], (1 << 30, 1 << 30, 3))  # zero strides: no memory behind it
+    with pytest.raises(InputError, match=r"\[resize_bicubic_aa\] image of shape"):
+        _core.resize_bicubic_aa(huge, 10, 10)
     for oh, ow in ((0, 5), (5, -1), (1 << 21, 5)):
         with pytest.raises(InputError, match=r"\[resize_bicubic_aa\]"):
             _core.resize_bicubic_aa(img, oh, ow)
