@@ -15,7 +15,6 @@ backend), without torch:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
