@@ -15,7 +15,6 @@ backend), without torch:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -294,6 +293,9 @@ def test_resizer_properties():
     for bad in (img.astype(np.float32), img[..., None], np.zeros((0, 5, 3), np.uint8)):
         with pytest.raises(InputError, match=r"\[resize_bicubic_aa\]"):
             _core.resize_bicubic_aa(bad, 10, 10)
+    huge = np.broadcast_to(img[:1, :1], (1 << 30, 1 << 30, 3))  # zero strides: no memory behind it
+    with pytest.raises(InputError, match=r"\[resize_bicubic_aa\] image of shape"):
+        _core.resize_bicubic_aa(huge, 10, 10)
     for oh, ow in ((0, 5), (5, -1), (1 << 21, 5)):
         with pytest.raises(InputError, match=r"\[resize_bicubic_aa\]"):
             _core.resize_bicubic_aa(img, oh, ow)
@@ -386,16 +388,28 @@ def test_pixel_limit_is_configurable():
 
 def test_decompression_bombs_refused_from_header_without_memory(tmp_path):
     """Headers declaring 120 MP (over our 100 MP default, under Pillow's own refusal) and
-    2.5 GP (Pillow refuses first) must fail before decoding: the subprocess that opens them
-    must stay far below the 360 MB a 120 MP RGB decode would take."""
+    2.5 GP (Pillow refuses first) must fail before decoding: the peak RSS of the subprocess
+    that opens them must grow far less than the 360 MB a 120 MP RGB decode would take.
+    (The peak is reset with /proc/self/clear_refs: a child's ru_maxrss starts at the parent's.)"""
     (tmp_path / "bomb120.png").write_bytes(png_header_only(12000, 10000))
     (tmp_path / "bomb2g.png").write_bytes(png_header_only(50000, 50000))
     (tmp_path / "bomb.gif").write_bytes(gif_header_only(65535, 65535))
     script = textwrap.dedent(
         f"""
-        import resource, sys
+        import sys
         from pathlib import Path
         from unigemma.preprocess import MediaError, load_image
+
+        def status_kib(field):
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak RSS (VmHWM) to the current RSS
+            base = status_kib("VmRSS")
+        except OSError:
+            base = None
         msgs = []
         for name in ("bomb120.png", "bomb2g.png", "bomb.gif"):
             for src in (Path({str(tmp_path)!r}) / name, (Path({str(tmp_path)!r}) / name).read_bytes()):
@@ -409,7 +423,7 @@ def test_decompression_bombs_refused_from_header_without_memory(tmp_path):
             load_image(Path({str(tmp_path)!r}) / "bomb2g.png", max_pixels=3_000_000_000)
         except MediaError as e:
             msgs.append(str(e))
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        print(-1 if base is None else status_kib("VmHWM") - base)
         print("\\n".join(msgs))
         """
     )
@@ -417,8 +431,9 @@ def test_decompression_bombs_refused_from_header_without_memory(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 0, res.stderr + res.stdout
     lines = res.stdout.strip().splitlines()
-    peak_kib = int(lines[0])
-    assert peak_kib < 250 * 1024, f"peak RSS {peak_kib} KiB: something was decoded"
+    growth_kib = int(lines[0])
+    if growth_kib >= 0:  # Linux; elsewhere the messages below still prove the header check fired
+        assert growth_kib < 64 * 1024, f"peak RSS grew by {growth_kib} KiB: something was decoded"
     assert len(lines) == 8
     assert "12000x10000 = 120000000 pixels exceeds the limit of 100000000" in lines[1]
     assert all("load_image" in m for m in lines[1:])

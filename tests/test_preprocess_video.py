@@ -201,7 +201,7 @@ def test_bad_video_arguments():
     for n in (0, -3, 2.5, True, "32", None):
         with pytest.raises(MediaError, match="num_frames"):
             load_video(MEDIA / "short_8fps_20f.mp4", num_frames=n)
-    for s in (0, -1.0, "60"):
+    for s in (0, -1.0, "60", True, float("nan")):
         with pytest.raises(MediaError, match="max_seconds"):
             load_video(MEDIA / "short_8fps_20f.mp4", max_seconds=s)
     frames = np.zeros((2, 48, 64, 3), np.uint8)

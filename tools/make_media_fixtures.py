@@ -16,7 +16,6 @@ AVI and MKV with MPEG-4 Part 2 video).
 """
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 

@@ -28,10 +28,14 @@ py::array resize(const py::array& img, int64_t out_h, int64_t out_w, int n_threa
     if (in_h < 1 || in_w < 1 || channels < 1)
         throw InputError("[resize_bicubic_aa] empty image of shape (" + std::to_string(in_h) + ", " +
                          std::to_string(in_w) + ", " + std::to_string(channels) + ")");
+    if (in_h > preprocess::kMaxSide || in_w > preprocess::kMaxSide || channels > preprocess::kMaxChannels)
+        throw InputError("[resize_bicubic_aa] image of shape (" + std::to_string(in_h) + ", " + std::to_string(in_w) +
+                         ", " + std::to_string(channels) + ") exceeds " + std::to_string(preprocess::kMaxSide) +
+                         " per side or " + std::to_string(preprocess::kMaxChannels) + " channels");
     if (out_h < 1 || out_w < 1 || out_h > preprocess::kMaxSide || out_w > preprocess::kMaxSide)
         throw InputError("[resize_bicubic_aa] output size " + std::to_string(out_h) + "x" + std::to_string(out_w) +
                          " is outside [1, " + std::to_string(preprocess::kMaxSide) + "] per side");
-    // Each factor is < 2^21 (checked above / by numpy), so the products below do not overflow.
+    // Sides are <= 2^20 and channels <= 64 (checked above), so the products below fit int64.
     if (in_h * in_w * channels > kMaxImageBytes || out_h * out_w * channels > kMaxImageBytes ||
         in_h * out_w * channels > kMaxImageBytes)
         throw InputError("[resize_bicubic_aa] image of " + std::to_string(in_h) + "x" + std::to_string(in_w) + "x" +

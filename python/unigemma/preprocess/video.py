@@ -118,7 +118,9 @@ def load_video(
     """
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise MediaError(f"load_video: num_frames must be a positive int, got {num_frames!r}")
-    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0
+    ):
         raise MediaError(f"load_video: max_seconds must be a positive number or None, got {max_seconds!r}")
     if isinstance(src, (str, os.PathLike)):
         name = repr(os.fspath(src))
