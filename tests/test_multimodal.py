@@ -198,6 +198,12 @@ def test_media_errors(files, tmp_path):
         m.generate("<|image|><|image|> two?", media=[("image", img1)], max_tokens=1)
     with pytest.raises(MediaError, match="placeholder"):
         m.generate("<|audio|>", media=[("audio", audio), ("image", img1)], max_tokens=1)
+    with pytest.raises(MediaError, match="kind"):
+        m.generate("hi", media=[("picture", img1)], max_tokens=1)
+    with pytest.raises(MediaError, match="pair"):
+        m.generate("hi", media=[("image",)], max_tokens=1)
+    with pytest.raises(MediaError, match="load_image"):
+        m.chat([{"role": "user", "content": [{"type": "image", "image": 123}]}], max_tokens=1)
     with pytest.raises(MediaError, match="URL"):
         m.chat([{"role": "user", "content": [{"type": "image", "url": "https://example.com/a.jpg"}]}], max_tokens=1)
     with pytest.raises(MediaError):

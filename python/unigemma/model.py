@@ -35,7 +35,8 @@ import numpy as np
 from . import _core
 from ._core import ContextOverflowError
 from .generate import (ChatResult, GenerationResult, Stream, TextAssembler, assistant_message, make_stats)
-from .multimodal import MediaPrompt, assign_rows, collect_media, expand_placeholders, PLACEHOLDERS
+from .multimodal import (PLACEHOLDERS, MediaPrompt, assign_rows, collect_media, expand_placeholders,
+                         normalize_media)
 
 KV_TYPES = ("f32", "f16", "q8_0", "q4_0")
 
@@ -375,7 +376,7 @@ class Model:
     def _text_prompt(self, prompt: str | bytes, media, add_bos: bool) -> MediaPrompt:
         """A raw text prompt with ``media`` ((kind, source) pairs or chat-style parts): the i-th
         placeholder stands for the i-th item; without placeholders the items go first."""
-        items = [(p.get("type"), _media_source(p)) if isinstance(p, dict) else (p[0], p[1]) for p in media or []]
+        items = normalize_media(media)
         text = prompt.decode() if isinstance(prompt, bytes) else prompt
         if items and not any(ph in text for ph in PLACEHOLDERS.values()):
             head = "<bos>" if text.startswith("<bos>") else ""
@@ -450,12 +451,6 @@ class Model:
 
     def __repr__(self) -> str:
         return f"<unigemma.Model {os.path.basename(self.path)} {self.arch} n_ctx={self.n_ctx}>"
-
-
-def _media_source(part: dict):
-    from .multimodal import media_source
-
-    return media_source(part)
 
 
 _SAMPLING_KEYS = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,

@@ -65,6 +65,28 @@ def media_source(part: dict) -> Any:
     raise MediaError(f"[{kind}] content part has no {kind!r}, 'path' or 'url' entry: {sorted(part)}")
 
 
+def normalize_media(media) -> list[tuple[str, Any]]:
+    """``generate(media=...)`` items -> (kind, source): ``(kind, source)`` pairs or chat-style
+    parts ``{"type": kind, kind: source}``."""
+    if isinstance(media, (dict, tuple)) and not isinstance(media, list):
+        media = [media]
+    out = []
+    for i, item in enumerate(media or []):
+        if isinstance(item, dict):
+            kind = item.get("type")
+            if kind not in PLACEHOLDERS:
+                raise MediaError(f"media item {i}: 'type' must be image, audio or video, got {kind!r}")
+            out.append((kind, media_source(item)))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            if item[0] not in PLACEHOLDERS:
+                raise MediaError(f"media item {i}: unknown media kind {item[0]!r} (expected image, audio or video)")
+            out.append((item[0], item[1]))
+        else:
+            raise MediaError(f"media item {i}: expected a (kind, source) pair or a {{'type': kind, kind: source}} "
+                             f"dict, got {type(item).__name__}")
+    return out
+
+
 def collect_media(messages) -> list[tuple[str, Any]]:
     """(kind, source) of every media part, in the order the chat template writes placeholders."""
     out = []

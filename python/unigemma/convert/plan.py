@@ -4,16 +4,13 @@ A plan is built from the config and the checkpoint's tensor headers alone (no da
 so every name and shape is checked before the output file is created."""
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .errors import ConversionError
-from .hf_config import TextHparams, embedding_scale
+from .hf_config import TextHparams
 from .safetensors_io import Checkpoint, TensorRef
 
 # HF per-layer suffix -> GGUF per-layer name
