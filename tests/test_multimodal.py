@@ -298,3 +298,24 @@ def test_video_layout_and_logits_match_transformers(files, hf_model):
         ref = hf(inputs_embeds=emb, attention_mask=masks, position_ids=p).logits[0].float().numpy()
     assert rel_l2(ctx_logits, ref) < 1e-4
     assert m.chat(msgs, max_tokens=3).stats["prompt_tokens"] == len(ids)
+
+
+def test_cli_chat_attaches_media(files, tmp_path):
+    from PIL import Image
+
+    text, mmproj = files("default")
+    img1, _, _ = media_inputs(6)
+    Image.fromarray(img1).save(tmp_path / "a.png")
+    stdin = f"/image {tmp_path / 'a.png'}\nWhat is it?\n/image {tmp_path / 'missing.png'}\n/exit\n"
+    r = subprocess.run([sys.executable, "-m", "unigemma", "chat", text, "--mmproj", mmproj, "-n", "3",
+                        "--image-tokens", "70"], input=stdin, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "image attached" in r.stderr and "no such file" in r.stderr
+    assert r.stderr.count("prompt eval") == 1
+    m = unigemma.Model(text, mmproj=mmproj, image_tokens=70)
+    want = m.chat([{"role": "user", "content": [{"type": "image", "image": str(tmp_path / "a.png")},
+                                                {"type": "text", "text": "What is it?"}]}], max_tokens=3)
+    assert r.stdout.splitlines()[0] == want.content
+    r = subprocess.run([sys.executable, "-m", "unigemma", "chat", text, "-n", "2"], input="/audio x.wav\n/exit\n",
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "--mmproj" in r.stderr
