@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -169,6 +170,16 @@ void init_model(py::module_& m) {
             "embeddings float32 [n, n_embd] + kinds int8 [n]: rows with kind 1 (image/video, bidirectional "
             "within a block on sliding layers) or 2 (audio) take the embedding row instead of the token.")
         .def_property_readonly("n_past", &model::Context::n_past)
+        .def_property_readonly(
+            "last_hidden",
+            [](const model::Context& c) {
+                const auto& h = c.last_hidden();
+                const int64_t H = c.model().hparams().n_embd;
+                py::array_t<float> out({static_cast<int64_t>(h.size()) / H, H});
+                std::copy(h.begin(), h.end(), out.mutable_data());
+                return out;
+            },
+            "float32 [rows, n_embd]: post-final-norm hidden states of the rows whose logits the last eval returned")
         .def_property_readonly("n_ctx", [](const model::Context& c) { return c.params().n_ctx; })
         .def_property_readonly("kv_bytes", &model::Context::kv_bytes_allocated)
         .def("truncate", &model::Context::truncate, py::arg("n"),

@@ -52,6 +52,12 @@ size_t Context::kv_bytes_allocated() const {
     return t;
 }
 
+const runtime::KVLayer& Context::kv_layer(int il) const {
+    const auto& hp = m_->hparams();
+    if (il < 0 || il >= hp.n_layer) throw InputError("[context] layer index " + std::to_string(il) + " out of range");
+    return *kv_[static_cast<size_t>(hp.layers[static_cast<size_t>(il)].kv_source)];
+}
+
 void Context::reset() {
     for (auto& l : kv_)
         if (l) l->clear();
@@ -108,6 +114,7 @@ void Context::eval(const int32_t* tokens, int64_t n, bool all_logits, float* log
     }
     for (auto& l : kv_)
         if (l) l->reserve(n_past_ + n);
+    last_hidden_.clear();
     for (int64_t s = 0; s < n;) {
         int64_t nb = std::min(p_.n_ubatch, n - s);
         // never end a micro-batch inside a bidirectional block: stop before the block instead
@@ -234,6 +241,7 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
     const int64_t r0 = all_logits ? 0 : n - 1;
     const int64_t rows = n - r0;
     for (int64_t t = 0; t < rows; ++t) K.rms_norm(a.data() + t * H, x.data() + (r0 + t) * H, m.output_norm(), H, eps);
+    last_hidden_.insert(last_hidden_.end(), a.begin(), a.begin() + rows * H);
     const int64_t V = hp.n_vocab;
     mm(K, m.output(), a.data(), rows, logits_out, nt, p_.act_levels);
     if (hp.final_softcap > 0.0f) K.softcap(logits_out, logits_out, rows * V, hp.final_softcap);

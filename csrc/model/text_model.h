@@ -148,6 +148,12 @@ public:
     void eval(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
               const std::function<void()>& check_interrupt = {}, const EvalInput& in = {});
     int64_t n_past() const { return n_past_; }
+    // Post-final-norm hidden states (the input of the head) of the rows whose logits the last
+    // eval call returned, [rows][n_embd]: what the MTP drafter reads. Empty when the last call
+    // asked for no logits.
+    const std::vector<float>& last_hidden() const { return last_hidden_; }
+    // The KV cache layer that layer `il` attends to (its own, or its KV-sharing source).
+    const runtime::KVLayer& kv_layer(int il) const;
     // Drops positions >= n. Returns false (and changes nothing) when a sliding-window ring no
     // longer holds the window that position n - 1 needs; the caller then re-evaluates from 0.
     bool truncate(int64_t n);
@@ -163,6 +169,7 @@ private:
     ContextParams p_;
     std::vector<std::unique_ptr<runtime::KVLayer>> kv_;  // per layer; nullptr for KV-shared layers
     int64_t n_past_ = 0;
+    std::vector<float> last_hidden_;
 };
 
 }  // namespace unigemma::model
