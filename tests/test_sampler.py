@@ -485,3 +485,43 @@ def test_long_candidate_lists_with_ties(top_p, min_p):
         want = ref_sequence(l, sure_kept, t, 2024, 200)
         s = Sampler(V, temperature=t, top_p=top_p, min_p=min_p, seed=2024)
         assert [s.sample(row, []) for _ in range(200)] == want
+
+
+# ----------------------------------------------------------------------------- probs / draw (speculative sampling)
+
+
+@pytest.mark.parametrize("case", range(len(FREQ_CASES)))
+def test_probs_is_the_distribution_sample_draws_from(case):
+    """probs() equals the reference distribution of the kept tokens (0 elsewhere)."""
+    kw = FREQ_CASES[case]
+    V = 12
+    row = np.random.default_rng(100 + case).normal(0, 1.5, V).astype(np.float32)
+    history = [0, 3, 3]
+    filt = {k: kw[k] for k in ("top_k", "top_p", "min_p") if k in kw}
+    pen = {k: kw[k] for k in ("repetition_penalty", "presence_penalty") if k in kw}
+    l = ref_process(row, history, **pen)
+    sure_kept, sure_dropped = ref_kept(l, **filt)
+    kept, p = ref_probs(l, sure_kept, kw["temperature"])
+    got = Sampler(V, seed=1, **kw).probs(row, history)
+    want = np.zeros(V)
+    want[kept] = p
+    assert np.allclose(got, want, atol=1e-6) and abs(got.sum() - 1) < 1e-5
+
+
+def test_probs_greedy_is_one_hot_and_draw_follows_weights():
+    row = np.array([0.5, 2.0, 2.0, -1.0], np.float32)
+    s = Sampler(4, seed=3)
+    assert s.probs(row).tolist() == [0.0, 1.0, 0.0, 0.0]   # lowest id among the maxima
+    w = np.array([0.0, 1.0, 3.0, 0.0], np.float32)
+    s = Sampler(4, temperature=1.0, seed=5)
+    counts = Counter(s.draw(w) for _ in range(40_000))
+    assert set(counts) == {1, 2} and abs(counts[2] / 40_000 - 0.75) < 0.01
+    u = [s.uniform() for _ in range(1000)]
+    assert 0.0 <= min(u) and max(u) < 1.0 and abs(np.mean(u) - 0.5) < 0.05
+    with pytest.raises(InputError):
+        s.draw(np.zeros(4, np.float32))
+    with pytest.raises(InputError):
+        s.draw(np.array([1, -1, 0, 0], np.float32))
+    # same seed, same uniform stream as sample(): a draw consumes exactly one 64-bit number
+    a, b = Sampler(4, temperature=1.0, seed=9), MT19937_64(9)
+    assert a.uniform() == (b() >> 11) * 2.0**-53

@@ -114,6 +114,38 @@ void init_sampler(py::module_& m) {
             py::arg("logits"), py::arg("history") = std::vector<int64_t>{},
             "The logits after logit_bias, suppress and the penalties (the first stage of sample()).")
         .def(
+            "probs",
+            [](PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history) {
+                const float* lp = logits_ptr(ps, logits);
+                const auto h = to_history(history);
+                FloatArray out(static_cast<py::ssize_t>(ps.s.n_vocab()));
+                float* op = out.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    std::lock_guard<std::mutex> lock(ps.mu);
+                    ps.s.probs(lp, h, op);
+                }
+                return out;
+            },
+            py::arg("logits"), py::arg("history") = std::vector<int64_t>{},
+            "float32 [n_vocab]: the distribution sample() draws from (greedy: one-hot).")
+        .def(
+            "uniform",
+            [](PySampler& ps) {
+                std::lock_guard<std::mutex> lock(ps.mu);
+                return ps.s.uniform();
+            },
+            "One uniform draw in [0, 1) from the sampler's generator.")
+        .def(
+            "draw",
+            [](PySampler& ps, const FloatArray& weights) {
+                const float* wp = logits_ptr(ps, weights);
+                py::gil_scoped_release nogil;
+                std::lock_guard<std::mutex> lock(ps.mu);
+                return ps.s.draw(wp);
+            },
+            py::arg("weights"), "A token drawn from non-negative weights (float32 [n_vocab], any sum > 0).")
+        .def(
             "reseed",
             [](PySampler& ps, uint64_t seed) {
                 std::lock_guard<std::mutex> lock(ps.mu);

@@ -201,6 +201,56 @@ void Sampler::top_p_by_buckets(double target, double m) {
 }
 
 int32_t Sampler::sample(const float* logits, const std::vector<int32_t>& history) {
+    const int32_t greedy = candidates(logits, history);
+    if (greedy >= 0) return greedy;
+    // W >= 1: the maximum is always kept with weight exp(0) = 1.
+    const double target = uniform() * w_sum_;
+    double cum = 0.0;
+    int32_t pick = idx_.front();
+    for (size_t i = 0; i < idx_.size(); ++i) {
+        if (w_[i] <= 0.0) continue;  // underflowed weights can never be drawn
+        cum += w_[i];
+        pick = idx_[i];
+        if (target < cum) return pick;
+    }
+    // u * W can round up to W itself; then the last token with nonzero weight is the answer.
+    return pick;
+}
+
+void Sampler::probs(const float* logits, const std::vector<int32_t>& history, float* out) {
+    const size_t V = static_cast<size_t>(n_vocab_);
+    const int32_t greedy = candidates(logits, history);
+    std::fill(out, out + V, 0.0f);
+    if (greedy >= 0) {
+        out[greedy] = 1.0f;
+        return;
+    }
+    for (size_t i = 0; i < idx_.size(); ++i) out[idx_[i]] = static_cast<float>(w_[i] / w_sum_);
+}
+
+double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+
+int32_t Sampler::draw(const float* p) {
+    const size_t V = static_cast<size_t>(n_vocab_);
+    double total = 0.0;
+    for (size_t i = 0; i < V; ++i) {
+        if (!(p[i] >= 0.0f) || std::isinf(p[i])) fail("draw: weights must be finite and >= 0");
+        total += p[i];
+    }
+    if (!(total > 0.0)) fail("draw: every weight is zero");
+    const double target = uniform() * total;
+    double cum = 0.0;
+    int32_t pick = -1;
+    for (size_t i = 0; i < V; ++i) {
+        if (p[i] <= 0.0f) continue;
+        cum += p[i];
+        pick = static_cast<int32_t>(i);
+        if (target < cum) return pick;
+    }
+    return pick;
+}
+
+int32_t Sampler::candidates(const float* logits, const std::vector<int32_t>& history) {
     const size_t V = static_cast<size_t>(n_vocab_);
     work_.resize(V);
     process_logits(logits, history, work_.data());
@@ -309,19 +359,8 @@ int32_t Sampler::sample(const float* logits, const std::vector<int32_t>& history
         w_[i] = w;
         W += w;
     }
-    // W >= 1: the maximum is always kept with weight exp(0) = 1.
-    const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
-    const double target = u * W;
-    double cum = 0.0;
-    int32_t pick = idx_.front();
-    for (size_t i = 0; i < idx_.size(); ++i) {
-        if (w_[i] <= 0.0) continue;  // underflowed weights can never be drawn
-        cum += w_[i];
-        pick = idx_[i];
-        if (target < cum) return pick;
-    }
-    // u * W can round up to W itself; then the last token with nonzero weight is the answer.
-    return pick;
+    w_sum_ = W;
+    return -1;
 }
 
 }  // namespace unigemma::runtime

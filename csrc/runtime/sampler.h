@@ -31,6 +31,14 @@ public:
     // (prompt + generated) for the penalties.
     int32_t sample(const float* logits, const std::vector<int32_t>& history);
     void reseed(uint64_t seed);
+    // The distribution sample() draws from, as probabilities over the vocabulary (0 for tokens
+    // the filters removed; greedy: one-hot at the argmax). Speculative sampling needs p and q.
+    void probs(const float* logits, const std::vector<int32_t>& history, float* out);
+    // One uniform double in [0, 1) from the sampler's generator (53 random bits).
+    double uniform();
+    // Draws a token from non-negative weights p[0..n_vocab) (need not sum to 1) with the
+    // sampler's generator; throws InputError if every weight is zero.
+    int32_t draw(const float* p);
     const SamplerParams& params() const { return p_; }
     int32_t n_vocab() const { return n_vocab_; }
     // The first stage of sample() on its own: logit bias, suppressed tokens and penalties
@@ -39,6 +47,9 @@ public:
     void process_logits(const float* logits, const std::vector<int32_t>& history, float* out);
 
 private:
+    // Bias/penalties/filters of one row: returns the greedy token (temperature <= 0), else -1
+    // with the kept tokens in idx_ (ascending id) and their weights in w_, summing to w_sum_.
+    int32_t candidates(const float* logits, const std::vector<int32_t>& history);
     void top_p_by_buckets(double target, double lmax);
 
     SamplerParams p_;
@@ -51,6 +62,7 @@ private:
     std::vector<int32_t> hist_;                      // penalty window, sorted for counting
     std::vector<double> e_;                          // exp(l - max) by token id (filters)
     std::vector<double> w_;                          // final weights, aligned with idx_
+    double w_sum_ = 0.0;
     std::vector<int32_t> sel_;                       // top-p: tokens of the boundary bucket
     std::vector<double> mass_;                       // top-p: probability mass per logit bucket
 };
