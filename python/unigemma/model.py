@@ -74,6 +74,12 @@ class Model:
                  560, 1120; n_ubatch is raised to it if smaller (an image block is evaluated
                  in one micro-batch, as its tokens attend to each other).
     video_tokens / video_frames: per-frame budget (default 70) and frames sampled (default 32).
+    draft:       the MTP drafter GGUF (``PREFIX-assistant.gguf`` from ``unigemma convert`` or
+                 llama.cpp's): generation then drafts and verifies tokens (speculative
+                 decoding; greedy output is unchanged, sampling keeps its distribution).
+                 ``draft_centroids``: its ordered-embedding head side file (default: the
+                 ``-centroids.gguf`` beside it, if present). ``draft_tokens``: tokens drafted
+                 per round, 1..8, or "auto" (adaptive, the default).
 
     ``kv_bytes_estimate`` is the KV cache size at full context, known before it is allocated.
     """
@@ -81,7 +87,8 @@ class Model:
     def __init__(self, path=None, n_ctx: int = 4096, n_threads: int = 0, kv_type: str = "f16",
                  kv_type_k: str | None = None, kv_type_v: str | None = None, n_ubatch: int = 512,
                  act_precision: str = "q8", verbose: bool = False, mmproj=None, image_tokens: int = 280,
-                 video_tokens: int = 70, video_frames: int = 32) -> None:
+                 video_tokens: int = 70, video_frames: int = 32, draft=None, draft_tokens="auto",
+                 draft_centroids=None) -> None:
         if path is None:
             from .default_model import default_model_path
 
@@ -130,6 +137,10 @@ class Model:
             if verbose:
                 self._log(f"projector {self.media.path}: vision={self.media.proj.has_vision} "
                           f"audio={self.media.proj.has_audio}")
+        self.drafter = None
+        self.draft_tokens = draft_tokens
+        if draft is not None:
+            self.drafter = self._load_drafter(draft, draft_centroids)
         self._ctx = self._new_context(self.n_ctx)
         self._cached: list[int] = []  # tokens the context holds, in order
         self._run_id = 0
@@ -247,7 +258,8 @@ class Model:
                  frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
                  seed: int | None = None, stop: str | Sequence[str] | None = None,
                  stop_tokens: Iterable[int] | None = None, logit_bias: dict[int, float] | None = None,
-                 stream: bool = False, truncate_prompt: bool = False, add_bos: bool = True, media=None):
+                 stream: bool = False, truncate_prompt: bool = False, add_bos: bool = True, media=None,
+                 draft_tokens=None):
         """Generate a continuation of ``prompt`` (text, tokenized with special tokens recognized and
         BOS added unless already there; or a list of token ids, used as is).
 
@@ -282,7 +294,7 @@ class Model:
                                       presence_penalty, penalty_last_n, seed, logit_bias)
         penalized = repetition_penalty != 1.0 or frequency_penalty != 0.0 or presence_penalty != 0.0
         run = _Run(self, mp, max_tokens, sampler, seed, penalty_last_n if penalized else 0, stop_ids, stops,
-                   special=False)
+                   special=False, draft_tokens=draft_tokens, temperature=temperature)
         if stream:
             return Stream(run.pieces())
         for _ in run.pieces():
@@ -326,6 +338,7 @@ class Model:
     def _chat_ids(self, mp, parser, stream, max_tokens, fmt, sampling, stop_token_ids):
         sampling = dict(sampling)
         truncate = sampling.pop("truncate_prompt", False)
+        draft_tokens = sampling.pop("draft_tokens", None)
         stops = sampling.pop("stop", None)
         stops = [stops] if isinstance(stops, str) else list(stops or [])
         stop_tokens = sampling.pop("stop_tokens", None)
@@ -340,13 +353,38 @@ class Model:
         sampler, seed = self._sampler(**{k: sampling.get(k, d) for k, d in _SAMPLING_KEYS.items()})
         mp, max_tokens = self._fit_prompt(mp, max_tokens, truncate)
         run = _Run(self, mp, max_tokens, sampler, seed, sampling.get("penalty_last_n", 64) if penalized else 0,
-                   {int(t) for t in stop_tokens}, stops, special=True)
+                   {int(t) for t in stop_tokens}, stops, special=True, draft_tokens=draft_tokens,
+                   temperature=sampling.get("temperature", 0.0))
         gen = _chat_events(run, parser)
         if stream:
             return Stream(gen)
         for _ in gen:
             pass
         return run.result
+
+    # -- drafting ---------------------------------------------------------------------------------
+    def _load_drafter(self, path, centroids):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise _core.InputError(f"drafter file not found: {path}")
+        if centroids is None and path.endswith(".gguf"):
+            side = path[:-len(".gguf")] + "-centroids.gguf"
+            centroids = side if os.path.exists(side) else None
+        if self.arch != "gemma4":
+            raise _core.ModelError(f"[assistant] MTP drafting needs a Gemma 4 target; {self.path} is {self.arch}")
+        self.assistant = _core.AssistantModel(path, centroids=None if centroids is None else os.fspath(centroids))
+        d = _core.Drafter(self.assistant, self.text_model, n_threads=self.n_threads, act_precision=self.act_precision)
+        if self.verbose:
+            self._log(f"drafter {path}: {self.assistant.hparams.get('n_layer')} layers"
+                      f"{', centroid head' if self.assistant.has_centroid_head else ''}")
+        return d
+
+    def set_drafter(self, drafter, draft_tokens=None) -> None:
+        """Use ``drafter`` (an object with ``step(ctx, token, pos, h) -> (logits, h_next)``, e.g.
+        ``unigemma.speculative.OracleDrafter`` for benchmarks) or None to turn drafting off."""
+        self.drafter = drafter
+        if draft_tokens is not None:
+            self.draft_tokens = draft_tokens
 
     # -- media ------------------------------------------------------------------------------------
     def _encoder(self):
@@ -459,19 +497,45 @@ _SAMPLING_KEYS = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "r
 
 
 class _Run:
-    """One generation: prefill with cache reuse, then sample / evaluate one token at a time.
-    A sampled token is evaluated only when the next one is needed, so the last token of a run
-    is not in the cache."""
+    """One generation: prefill with cache reuse, then tokens from a source: one at a time
+    (``plain_tokens``: a sampled token is evaluated only when the next one is needed, so the
+    last token of a run is not in the cache) or drafted and verified (``speculative``). The
+    source's ``finally`` leaves ``model._cached`` equal to what the context holds."""
 
     def __init__(self, model: Model, prompt: MediaPrompt, max_tokens, sampler, seed, history_n, stop_ids, stops,
-                 special):
+                 special, draft_tokens=None, temperature: float = 0.0):
         self.model, self.prompt, self.ids, self.max_tokens = model, prompt, prompt.ids, max_tokens
+        self.draft_tokens = model.draft_tokens if draft_tokens is None else draft_tokens
+        self.sampler_temperature = float(temperature)
         self.sampler, self.seed, self.history_n = sampler, seed, history_n
         self.stop_ids, self.stops, self.special = stop_ids, stops, special
         self.tokens: list[int] = []
         self.text: list[str] = []
         self.stop_requested = False  # set by a consumer (the chat parser saw the end of the turn)
         self.result = None
+
+    def history(self, seq) -> list[int]:
+        """The last history_n token ids of ``seq`` (cache keys) for the penalties."""
+        if self.history_n <= 0:
+            return []
+        return [k if isinstance(k, int) else k[0] for k in seq[-self.history_n:]]
+
+    def plain_tokens(self, logits, me: int) -> Iterator[int]:
+        """Sample, then evaluate the token only when the consumer asks for the next one."""
+        m = self.model
+        seq = m._cached
+        try:
+            while True:
+                t = self.sampler.sample(logits, self.history(seq))
+                yield t
+                if m._run_id != me:
+                    raise RuntimeError("another generation started on this model; this stream cannot continue")
+                seq.append(t)
+                logits = m._ctx.eval(np.asarray([t], dtype=np.int32))[0]
+                m.n_evaluated += 1
+        finally:
+            if m._run_id == me:
+                del seq[m._ctx.n_past:]  # after an interrupt the context may hold fewer tokens
 
     def pieces(self) -> Iterator[str]:
         m = self.model
@@ -480,30 +544,28 @@ class _Run:
         tok = m.tokenizer
         asm = TextAssembler(self.stops)
         t0 = time.perf_counter()
+        source = None
+        self.spec = None
         if self.max_tokens == 0:
-            logits, reused = None, 0
+            reused = 0
         else:
             logits, reused = m._prefill(self.prompt)
+            if m.drafter is not None and self.draft_tokens != 0:
+                from .speculative import SpeculativeDecoder
+
+                self.spec = SpeculativeDecoder(self, me)
+                source = self.spec.tokens(logits)
+            else:
+                source = self.plain_tokens(logits, me)
         t1 = time.perf_counter()
-        seq = m._cached
         finish = "length"
         try:
-            pending = None
-            for _ in range(self.max_tokens):
-                if m._run_id != me:
-                    raise RuntimeError("another generation started on this model; this stream cannot continue")
-                if pending is not None:
-                    seq.append(pending)
-                    logits = m._ctx.eval(np.asarray([pending], dtype=np.int32))[0]
-                    m.n_evaluated += 1
-                hist = ([k if isinstance(k, int) else k[0] for k in seq[-self.history_n:]]
-                        if self.history_n > 0 else [])
-                t = self.sampler.sample(logits, hist)
+            while source is not None and len(self.tokens) < self.max_tokens:
+                t = next(source)
                 if t in self.stop_ids:
                     finish = "eog"
                     break
                 self.tokens.append(t)
-                pending = t
                 text = asm.push(tok.token_to_piece(t, special=self.special))
                 if text:
                     self.text.append(text)
@@ -516,10 +578,12 @@ class _Run:
                 self.text.append(tail)
                 yield tail
         finally:
-            if m._run_id == me:
-                del seq[m._ctx.n_past:]
+            if source is not None:
+                source.close()
         stats = make_stats(len(self.ids), reused, len(self.tokens), t1 - t0, time.perf_counter() - t1, finish,
                            self.seed)
+        if self.spec is not None:
+            stats.update(self.spec.stats())
         m.last_stats = stats
         self.result = GenerationResult("".join(self.text), list(self.tokens), stats)
         return self.result

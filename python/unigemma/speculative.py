@@ -1,0 +1,201 @@
+"""Speculative decoding with the MTP drafter: draft k tokens, verify k+1 positions in one
+target pass, keep the longest agreeing prefix plus the target's own next token, roll back.
+
+One round, with t the last sampled token (not yet in the target's cache, at position pos) and
+h the target's post-norm hidden state of the token before it:
+
+    drafter:  (t, h) -> d1, h1;  (d1, h1) -> d2, h2; ...    every step at position pos, over
+              the target's cache (positions < pos)
+    target:   eval [t, d1 .. dk] at pos .. pos+k -> logits rows r0 .. rk, hidden rows
+    accept:   greedy: d_i while d_i == sample(r_{i-1}); the first mismatch is replaced by the
+              target's token; all accepted -> bonus token sample(rk)
+              sampling: d_i with probability min(1, p_i(d_i) / q_i(d_i)) (p: target, q: draft,
+              both as the sampler's final distribution); on rejection a token from
+              max(0, p_i - q_i) normalized; all accepted -> bonus from p_k. The output has the
+              target's distribution exactly (Leviathan et al. / Chen et al., 2023).
+    rollback: the cache keeps t and the accepted drafts (Context.truncate; sliding-window rings
+              keep 64 spare slots, so k <= 8 never loses the window); the next h is the hidden
+              row of the last kept token.
+
+Greedy output is token-identical to plain greedy decoding as long as the target's logits for a
+token do not depend on the batch it is evaluated in (true for F32/F16/BF16/K-quant matmuls and
+the attention; see BENCHMARKS.md / issue 7 for Q4_0/Q8_0 GEMM).
+
+Draft length: fixed (``draft_tokens=N``) or adaptive (``"auto"``: start at 4, +1 after a fully
+accepted round, -1 after a round whose first draft was rejected, within [1, 8]).
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import numpy as np
+
+MAX_DRAFT = 8
+
+
+class SpeculativeDecoder:
+    """Token source for a ``_Run`` (see model.py) when the model has a drafter."""
+
+    def __init__(self, run, me: int) -> None:
+        self.run, self.me = run, me
+        self.model = run.model
+        self.drafter = run.model.drafter
+        k = run.draft_tokens
+        self.adaptive = k == "auto"
+        self.k = 4 if self.adaptive else int(k)
+        if not 1 <= self.k <= MAX_DRAFT:
+            raise ValueError(f"draft_tokens must be 1..{MAX_DRAFT} or 'auto', got {k!r}")
+        self.greedy = not (run.sampler_temperature > 0.0)
+        self.drafted = 0
+        self.accepted = 0
+        self.rounds = 0
+        self.by_pos_drafted = [0] * MAX_DRAFT
+        self.by_pos_accepted = [0] * MAX_DRAFT
+        self.draft_s = 0.0
+        self.target_s = 0.0
+        self.target_passes = 0
+        self.emitted = 0
+
+    def stats(self) -> dict:
+        rate = [a / d if d else None for a, d in zip(self.by_pos_accepted, self.by_pos_drafted)]
+        while rate and rate[-1] is None:
+            rate.pop()
+        return {
+            "drafted": self.drafted,
+            "accepted": self.accepted,
+            "acceptance_rate": self.accepted / self.drafted if self.drafted else 0.0,
+            "acceptance_by_position": rate,
+            "draft_rounds": self.rounds,
+            "tokens_per_target_pass": self.emitted / self.target_passes if self.target_passes else 0.0,
+            "draft_seconds": self.draft_s,
+            "target_seconds": self.target_s,
+            "draft_tokens": "auto" if self.adaptive else self.k,
+        }
+
+    def _check(self) -> None:
+        if self.model._run_id != self.me:
+            raise RuntimeError("another generation started on this model; this stream cannot continue")
+
+    def tokens(self, logits: np.ndarray) -> Iterator[int]:
+        run, m = self.run, self.model
+        ctx, sampler = m._ctx, run.sampler
+        seq = m._cached                       # cache keys; mirrors what ctx holds
+        h = ctx.last_hidden[-1].copy()        # post-norm hidden of the last prompt token
+        t = sampler.sample(logits, run.history(seq))
+        try:
+            while True:
+                self.emitted += 1
+                yield t
+                self._check()
+                pos = ctx.n_past              # where t goes
+                k = max(1, min(self.k, run.max_tokens - len(run.tokens)))
+                # ---- draft
+                t0 = time.perf_counter()
+                drafts, qs = [], []
+                tok, hh = t, h
+                base = seq + [t]
+                for i in range(k):
+                    dl, hh = self.drafter.step(ctx, tok, pos, hh)
+                    hist = run.history(base + drafts)
+                    if self.greedy:
+                        d = sampler.sample(dl, hist)
+                    else:
+                        q = sampler.probs(dl, hist)
+                        d = sampler.draw(q)
+                        qs.append(q)
+                    drafts.append(int(d))
+                    tok = d
+                t1 = time.perf_counter()
+                # ---- verify t, d1..dk in one pass
+                seq.append(t)
+                seq.extend(drafts)
+                try:
+                    rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
+                finally:
+                    del seq[ctx.n_past:]
+                hid = ctx.last_hidden
+                m.n_evaluated += k + 1
+                t2 = time.perf_counter()
+                self.draft_s += t1 - t0
+                self.target_s += t2 - t1
+                self.target_passes += 1
+                self.rounds += 1
+                # ---- accept
+                n_acc, nxt = 0, None
+                for i, d in enumerate(drafts):
+                    hist = run.history(base + drafts[:i])
+                    self.by_pos_drafted[i] += 1
+                    if self.greedy:
+                        want = sampler.sample(rows[i], hist)
+                        ok = want == d
+                        if not ok:
+                            nxt = want
+                    else:
+                        p = sampler.probs(rows[i], hist)
+                        q = qs[i]
+                        ok = q[d] > 0 and sampler.uniform() < min(1.0, float(p[d]) / float(q[d]))
+                        if not ok:
+                            r = np.maximum(p - q, 0.0).astype(np.float32)
+                            nxt = sampler.draw(r if r.sum() > 0 else p)
+                    if not ok:
+                        break
+                    n_acc += 1
+                    self.by_pos_accepted[i] += 1
+                if nxt is None:  # every draft accepted: the bonus token from the last row
+                    hist = run.history(base + drafts)
+                    nxt = sampler.sample(rows[k], hist)
+                self.drafted += k
+                self.accepted += n_acc
+                if self.adaptive:
+                    if n_acc == k:
+                        self.k = min(self.k + 1, MAX_DRAFT)
+                    elif n_acc == 0:
+                        self.k = max(self.k - 1, 1)
+                # ---- roll back to t + accepted drafts
+                keep = pos + 1 + n_acc
+                if not ctx.truncate(keep):
+                    raise RuntimeError("[speculative] the KV cache could not roll back the rejected drafts")
+                del seq[keep:]
+                h = hid[n_acc].copy()
+                # hand out the accepted drafts (they are already in the cache), then the next
+                for d in drafts[:n_acc]:
+                    self.emitted += 1
+                    yield d
+                    self._check()
+                t = int(nxt)
+        finally:
+            if m._run_id == self.me:
+                # the consumer may stop in the middle of a round: the cache keeps at most the
+                # prompt and the tokens it received (never a draft it did not take)
+                want = len(run.ids) + len(run.tokens)
+                if ctx.n_past > want and not ctx.truncate(want):
+                    ctx.reset()
+                    seq.clear()
+                del seq[ctx.n_past:]
+
+
+class OracleDrafter:
+    """A drafter that knows the target's greedy continuation (for benchmarks and tests): at
+    generated index g it proposes ``tokens[g]`` with probability ``accept_rate`` and a wrong
+    token otherwise. Its logits are one-hot-like (the proposal 30 above everything else)."""
+
+    def __init__(self, tokens, n_prompt: int, n_vocab: int, hidden: int, accept_rate: float = 1.0, seed: int = 0):
+        self.tokens, self.n_prompt, self.n_vocab = list(tokens), n_prompt, n_vocab
+        self.rate = accept_rate
+        self.rng = np.random.default_rng(seed)
+        self.h = np.zeros(hidden, np.float32)
+        self._pos, self._j = -1, 0
+        self._row = np.zeros(n_vocab, np.float32)
+
+    def step(self, ctx, token, pos, h):
+        if pos != self._pos:
+            self._pos, self._j = pos, 0
+        g = pos + 1 + self._j - self.n_prompt   # generated index of the token to propose
+        self._j += 1
+        right = self.tokens[g] if 0 <= g < len(self.tokens) else 0
+        prop = right if self.rng.random() < self.rate else (right + 1 + int(self.rng.integers(1000))) % self.n_vocab
+        row = self._row
+        row[:] = 0.0
+        row[prop] = 30.0
+        return row, self.h
