@@ -34,6 +34,12 @@ import numpy as np
 MAX_DRAFT = 8
 
 
+def accept_probability(p: float, q: float) -> float:
+    """Speculative sampling's acceptance test for a draft token with target probability p and
+    draft probability q: min(1, p / q) (q > 0: the drafter drew the token)."""
+    return min(1.0, p / q) if q > 0 else 0.0
+
+
 class SpeculativeDecoder:
     """Token source for a ``_Run`` (see model.py) when the model has a drafter."""
 
@@ -134,7 +140,7 @@ class SpeculativeDecoder:
                     else:
                         p = sampler.probs(rows[i], hist)
                         q = qs[i]
-                        ok = q[d] > 0 and sampler.uniform() < min(1.0, float(p[d]) / float(q[d]))
+                        ok = sampler.uniform() < accept_probability(float(p[d]), float(q[d]))
                         if not ok:
                             r = np.maximum(p - q, 0.0).astype(np.float32)
                             nxt = sampler.draw(r if r.sum() > 0 else p)

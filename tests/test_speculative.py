@@ -1,0 +1,178 @@
+"""Speculative decoding (python/unigemma/speculative.py) with stand-in drafters: the loop must
+be lossless whatever the drafter proposes.
+
+* Greedy: output token-identical to plain greedy decoding (hypothesis over prompts, draft
+  lengths, sliding windows, KV cache types, drafters that are always right, sometimes right or
+  random).
+* Sampling: the distribution of the first two generated tokens equals the target's own
+  (chi-square against the exact distribution computed from the target's logits), with a
+  drafter whose proposals follow a different distribution; the same test on a loop that
+  accepted every draft would fail.
+The real MTP drafter against transformers is in test_assistant.py.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import unigemma
+from unigemma.convert import convert
+from unigemma.speculative import OracleDrafter
+
+WINDOW = {"default": 16, "alt_layout": 8, "odd_heads": 5}
+
+
+@pytest.fixture(scope="module")
+def gguf_of(hf_ckpt, tmp_path_factory):
+    root = tmp_path_factory.mktemp("spec")
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            convert(hf_ckpt(name), outtype="f32", out_prefix=root / name, progress=False)
+            cache[name] = str(root / f"{name}.gguf")
+        return cache[name]
+
+    return get
+
+
+class RandomDrafter:
+    """Proposes tokens from its own random distribution (seeded): mostly wrong, never lossy."""
+
+    def __init__(self, n_vocab: int, hidden: int, seed: int, support: int = 50):
+        self.rng = np.random.default_rng(seed)
+        self.n_vocab, self.h, self.support = n_vocab, np.zeros(hidden, np.float32), support
+
+    def step(self, ctx, token, pos, h):
+        row = np.full(self.n_vocab, -30.0, np.float32)
+        ids = self.rng.integers(300, 300 + self.support, size=4)
+        row[ids] = self.rng.normal(0, 2, size=4).astype(np.float32)
+        return row, self.h
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(WINDOW)), kv=st.sampled_from(["f32", "f16", "q8_0"]),
+       k=st.sampled_from([1, 2, 3, 5, 8, "auto"]), kind=st.sampled_from(["oracle", "random"]),
+       rate=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1), n_prompt=st.integers(3, 40))
+def test_greedy_output_is_unchanged_by_drafting(gguf_of, name, kv, k, kind, rate, seed, n_prompt):
+    if kv == "q8_0" and name != "default":
+        kv = "f16"   # head_dim 16 / 24 has no Q8_0 cache (blocks of 32)
+    m = unigemma.Model(gguf_of(name), n_ctx=256, kv_type=kv)
+    rng = np.random.default_rng(seed)
+    prompt = [2] + rng.integers(300, 3000, size=n_prompt - 1).tolist()
+    n_gen = 3 * WINDOW[name] + 5   # the rings wrap and roll back across the window
+    base = m.generate(prompt, max_tokens=n_gen, stop_tokens=[])
+    if kind == "oracle":
+        d = OracleDrafter(base.tokens, len(prompt), m.n_vocab, m.hparams["n_embd"], accept_rate=rate, seed=seed)
+    else:
+        d = RandomDrafter(m.n_vocab, m.hparams["n_embd"], seed)
+    m.set_drafter(d, draft_tokens=k)
+    m.reset()
+    r = m.generate(prompt, max_tokens=n_gen, stop_tokens=[])
+    assert r.tokens == base.tokens
+    s = r.stats
+    assert s["drafted"] >= s["accepted"] >= 0 and s["tokens_per_target_pass"] >= 1.0
+    # the cache holds what it says it holds: a second, shorter prompt reuses a prefix correctly
+    again = m.generate(prompt, max_tokens=5, stop_tokens=[])
+    assert again.tokens == base.tokens[:5]
+
+
+def test_stats_streaming_and_stop_mid_round(gguf_of):
+    m = unigemma.Model(gguf_of("default"), n_ctx=256, kv_type="f32")
+    prompt = [2, 400, 500, 600]
+    base = m.generate(prompt, max_tokens=40, stop_tokens=[])
+    m.set_drafter(OracleDrafter(base.tokens, len(prompt), m.n_vocab, 64), draft_tokens=8)
+    m.reset()
+    pieces = list(m.generate(prompt, max_tokens=40, stop_tokens=[], stream=True))
+    r = m.last_stats
+    for key in ("drafted", "accepted", "acceptance_by_position", "tokens_per_target_pass", "draft_seconds",
+                "target_seconds"):
+        assert key in r
+    assert r["accepted"] == r["drafted"] and r["tokens_per_target_pass"] > 4
+    assert "".join(pieces) == base.text
+    # max_tokens inside a round: the cache keeps only what was handed out
+    m.reset()
+    r = m.generate(prompt, max_tokens=3, stop_tokens=[])
+    assert r.tokens == base.tokens[:3]
+    assert m.cached_token_ids == prompt + base.tokens[:3][:m.cached_tokens - len(prompt)]
+    assert m.cached_tokens <= len(prompt) + 3
+    # a stop token that the drafter proposed and the target accepted ends the run there
+    stop = base.tokens[5]
+    r = m.generate(prompt, max_tokens=40, stop_tokens=[stop])
+    assert r.tokens == base.tokens[:base.tokens.index(stop)] and r.stats["finish_reason"] == "eog"
+    assert m.generate(prompt, max_tokens=40, stop_tokens=[]).tokens == base.tokens
+    with pytest.raises(ValueError, match="draft_tokens"):
+        m.generate(prompt, max_tokens=4, draft_tokens=9)
+
+
+def _chi2_threshold(df: int, z: float = 4.753) -> float:
+    """Wilson-Hilferty approximation of the chi-square quantile at upper tail ~1e-6."""
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+def _two_token_law(m, prompt, top_k, temperature):
+    """Exact P(t1, t2) of the target with the sampler's filters (prompt logits, then per t1)."""
+    s = unigemma._core.Sampler(m.n_vocab, temperature=temperature, top_k=top_k)
+    p1 = s.probs(m.logits(prompt)[-1])
+    law = {}
+    for t1 in np.nonzero(p1)[0]:
+        p2 = s.probs(m.logits(prompt + [int(t1)])[-1])
+        for t2 in np.nonzero(p2)[0]:
+            law[(int(t1), int(t2))] = float(p1[t1]) * float(p2[t2])
+    return law
+
+
+@pytest.mark.parametrize("accept_all", [False, True])
+def test_sampling_preserves_the_target_distribution(gguf_of, accept_all, monkeypatch):
+    """Chi-square of 1200 seeded runs' first two tokens against the exact law. With
+    accept_all (a broken loop that keeps every draft) the test must detect the difference."""
+    m = unigemma.Model(gguf_of("default"), n_ctx=64, kv_type="f32")
+    prompt = [2, 700, 800, 900, 1000]
+    top_k, temp = 4, 1.5
+    law = _two_token_law(m, prompt, top_k, temp)
+
+    class SkewedDrafter:
+        """Proposes from a fixed skewed law over the target's likely tokens."""
+        def __init__(self):
+            self.h = np.zeros(64, np.float32)
+
+        def step(self, ctx, token, pos, h):
+            row = np.full(m.n_vocab, -40.0, np.float32)
+            ids = sorted({t for pair in law for t in pair})
+            row[ids] = np.linspace(3.0, -1.0, len(ids)).astype(np.float32)
+            return row, self.h
+
+    if accept_all:  # a broken loop: every draft accepted
+        from unigemma import speculative
+
+        monkeypatch.setattr(speculative, "accept_probability", lambda p, q: 1.0)
+    m.set_drafter(SkewedDrafter(), draft_tokens=2)
+    n = 300 if accept_all else 1200   # the broken loop is off by far more than the noise
+    counts = Counter()
+    for seed in range(n):
+        r = m.generate(prompt, max_tokens=2, temperature=temp, top_k=top_k, seed=seed, stop_tokens=[])
+        counts[tuple(r.tokens)] += 1
+    cells = [c for c in law if law[c] * n >= 5]
+    rest = 1.0 - sum(law[c] for c in cells)
+    obs = [counts[c] for c in cells] + [n - sum(counts[c] for c in cells)]
+    exp = [law[c] * n for c in cells] + [rest * n]
+    if exp[-1] < 5:
+        obs, exp = obs[:-1], exp[:-1]
+    stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp))
+    bound = _chi2_threshold(len(obs) - 1)
+    print(f"accept_all={accept_all}: chi2 {stat:.1f} (bound {bound:.1f}, {len(obs)} cells)")
+    if accept_all:
+        assert stat > bound
+    else:
+        assert stat < bound
+
+
+def test_model_draft_argument_errors(gguf_of, tmp_path):
+    with pytest.raises(unigemma.InputError, match="not found"):
+        unigemma.Model(gguf_of("default"), draft=tmp_path / "missing.gguf")
