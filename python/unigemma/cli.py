@@ -68,7 +68,8 @@ def _load(args):
 
     return Model(_resolve_model(args.model), n_ctx=args.ctx_size, n_threads=args.threads, kv_type=args.kv,
                  act_precision=args.precision, verbose=getattr(args, "verbose", False), mmproj=args.mmproj,
-                 image_tokens=args.image_tokens)
+                 image_tokens=args.image_tokens, draft=args.draft,
+                 draft_tokens="auto" if args.draft_n == "auto" else int(args.draft_n))
 
 
 def _media_args(args) -> list[tuple[str, str]]:
@@ -222,6 +223,9 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1 = off)")
     s.add_argument("-v", "--verbose", action="store_true", help="log model and KV cache facts to stderr")
     s.add_argument("--mmproj", metavar="FILE", help="multimodal projector GGUF (ours or llama.cpp's) for media input")
+    s.add_argument("--draft", metavar="FILE", help="MTP drafter GGUF (the assistant): speculative decoding, same output")
+    s.add_argument("--draft-n", default="auto", choices=["auto"] + [str(i) for i in range(1, 9)],
+                   help="tokens drafted per round (default auto: adapts to the acceptance rate)")
     s.add_argument("--image-tokens", type=int, default=280, choices=(70, 140, 280, 560, 1120),
                    help="soft tokens per image (default 280, as transformers)")
     for kind in ("image", "audio", "video"):

@@ -180,4 +180,7 @@ def format_timings(stats: dict) -> str:
     return (f"prompt eval: {stats['prompt_eval_tokens']} tokens, {stats['prefill_s'] * 1e3:.1f} ms, "
             f"{stats['prefill_tps']:.1f} tok/s | eval: {stats['generated_tokens']} tokens, "
             f"{stats['decode_s'] * 1e3:.1f} ms, {stats['decode_tps']:.1f} tok/s"
-            + (f" | {stats['reused_tokens']} cached" if stats.get("reused_tokens") else ""))
+            + (f" | {stats['reused_tokens']} cached" if stats.get("reused_tokens") else "")
+            + (f" | drafted {stats['drafted']}, accepted {stats['accepted']} "
+               f"({100 * stats['acceptance_rate']:.0f}%), {stats['tokens_per_target_pass']:.2f} tokens/pass"
+               if "drafted" in stats else ""))
