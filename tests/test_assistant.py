@@ -314,6 +314,26 @@ def test_sample_steps(sample):
         core.Drafter(am, tm, act_precision="q4")
 
 
+def test_centroid_tensors_inside_the_drafter_file(sample, tmp_path):
+    """A drafter file that holds the centroid tensors itself (gguf-py's names; top-k from
+    unigemma.assistant.centroid_top_k) gives the head the side file gives."""
+    c = gs.write_centroids(tmp_path / "c.gguf")
+    gs.write_assistant(tmp_path / "a.gguf", tensor_overrides=c,
+                       key_overrides={"unigemma.assistant.centroid_top_k": ("u32", gs.TOPK),
+                                      "unigemma.assistant.num_centroids": ("u32", gs.NC)})
+    inner = core.AssistantModel(tmp_path / "a.gguf")
+    assert inner.has_centroid_head and inner.hparams["ordered_embeddings_declared"]
+    assert inner.hparams["centroid_top_k"] == gs.TOPK
+    tm, ctx = sample_ctx(sample)
+    h = ctx.last_hidden[-1]
+    a = core.Drafter(inner, tm).step(ctx, 3, 20, h)
+    b = core.Drafter(core.AssistantModel(sample / "assistant.gguf", sample / "centroids.gguf"), tm).step(ctx, 3, 20, h)
+    np.testing.assert_array_equal(a[0], b[0])
+    with pytest.raises(unigemma.ModelError, match="has 4 centroids, the drafter file declares 8"):
+        gs.write_assistant(tmp_path / "a8.gguf", key_overrides={"unigemma.assistant.num_centroids": ("u32", 8)})
+        core.AssistantModel(tmp_path / "a8.gguf", sample / "centroids.gguf")
+
+
 def test_step_reads_only_keys_before_pos(sample):
     """Entries at or after pos (a rejected draft's K/V still in the cache) do not change a step."""
     tm, ctx = sample_ctx(sample, n=20)
