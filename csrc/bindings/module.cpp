@@ -11,6 +11,7 @@ void init_kernels(py::module_& m);
 void init_matmul(py::module_& m);
 void init_model(py::module_& m);
 void init_mmproj(py::module_& m);
+void init_assistant(py::module_& m);
 void init_sampler(py::module_& m);
 void init_tokenizer(py::module_& m);
 void init_preprocess(py::module_& m);
@@ -25,6 +26,7 @@ PYBIND11_MODULE(_core, m) {
     init_matmul(m);
     init_model(m);
     init_mmproj(m);
+    init_assistant(m);
     init_sampler(m);
     init_tokenizer(m);
     init_preprocess(m);

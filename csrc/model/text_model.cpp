@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "model/gguf_schema.h"
+#include "model/weight_binding.h"
 #include "quant/quant.h"
 
 namespace unigemma::model {
@@ -13,52 +14,11 @@ namespace unigemma::model {
 namespace {
 
 using gguf::GGUFFile;
-using gguf::TensorInfo;
 using gguf::ValueType;
+using detail::float_or;
+using detail::rope_inv_freq;
 
-// Unsigned scalar or per-layer INT32/UINT32 array -> per-layer values.
-std::vector<int64_t> per_layer_uint(const GGUFFile& f, const std::string& key, int n_layer) {
-    const auto* v = f.find(key);
-    if (!v) throw ModelError("[model] missing metadata key " + key);
-    std::vector<int64_t> out(static_cast<size_t>(n_layer));
-    if (v->type == ValueType::ARRAY) {
-        if (v->count != static_cast<uint64_t>(n_layer))
-            throw ModelError("[model] " + key + " has " + std::to_string(v->count) + " entries, expected " +
-                             std::to_string(n_layer));
-        for (int i = 0; i < n_layer; ++i) {
-            int64_t x = 0;
-            if (v->elem_type == ValueType::INT32) {
-                int32_t t;
-                std::memcpy(&t, v->elems + 4 * i, 4);
-                x = t;
-            } else if (v->elem_type == ValueType::UINT32) {
-                uint32_t t;
-                std::memcpy(&t, v->elems + 4 * i, 4);
-                x = t;
-            } else {
-                throw ModelError("[model] " + key + " must be an array of 32-bit integers");
-            }
-            out[static_cast<size_t>(i)] = x;
-        }
-    } else {
-        const int64_t x = static_cast<int64_t>(f.get_uint(key));
-        for (auto& o : out) o = x;
-    }
-    return out;
-}
-
-float float_or(const GGUFFile& f, const std::string& key, float dflt) {
-    return f.find(key) ? static_cast<float>(f.get_float(key)) : dflt;
-}
-
-// HF default RoPE: inv_freq[i] = 1 / base^(2i / dim), computed in float32 as torch does.
-std::vector<float> rope_inv_freq(float base, int dim, int rotated_pairs, float factor) {
-    std::vector<float> inv(static_cast<size_t>(dim / 2), 0.0f);
-    for (int i = 0; i < rotated_pairs && i < dim / 2; ++i)
-        inv[static_cast<size_t>(i)] =
-            (1.0f / std::pow(base, static_cast<float>(2 * i) / static_cast<float>(dim))) / factor;
-    return inv;
-}
+constexpr const char* kTag = "[model]";
 
 }  // namespace
 
@@ -96,30 +56,9 @@ void TextModel::load() {
     if (hp_.window <= 0) throw ModelError("[model] " + a + "attention.sliding_window must be positive");
 
     // Embedding and head.
-    auto bind = [&](const std::string& name, bool required) -> Weight {
-        const TensorInfo* t = f.find_tensor(name);
-        if (!t) {
-            if (required) throw ModelError("[model] missing tensor " + name);
-            return {};
-        }
-        if (t->n_dims > 2) throw ModelError("[model] tensor " + name + " must be 1-D or 2-D");
-        Weight w;
-        w.data = t->data;
-        w.type = static_cast<GGMLType>(t->type);
-        w.cols = static_cast<int64_t>(t->ne[0]);
-        w.rows = static_cast<int64_t>(t->ne[1]);
-        w.row_bytes = quant::row_bytes(w.type, w.cols);
-        return w;
-    };
-    auto vec = [&](const std::string& name, int64_t n, bool required) -> const float* {
-        const TensorInfo* t = f.find_tensor(name);
-        if (!t) {
-            if (required) throw ModelError("[model] missing tensor " + name);
-            return nullptr;
-        }
-        if (static_cast<GGMLType>(t->type) != GGMLType::F32 || t->n_elements != static_cast<uint64_t>(n))
-            throw ModelError("[model] tensor " + name + " must be F32 with " + std::to_string(n) + " elements");
-        return reinterpret_cast<const float*>(t->data);
+    auto bind = [&](const std::string& name, bool required) { return detail::bind_weight(f, name, required, kTag); };
+    auto vec = [&](const std::string& name, int64_t n, bool required) {
+        return detail::bind_f32(f, name, n, required, kTag);
     };
     token_embd_ = bind("token_embd.weight", true);
     if (token_embd_.cols != hp_.n_embd) throw ModelError("[model] token_embd.weight rows are not embedding_length wide");
@@ -147,7 +86,7 @@ void TextModel::load() {
         for (int i = 0; i < L; ++i) sliding[static_cast<size_t>(i)] = (i + 1) % 6 != 0;
     }
 
-    const auto n_head = per_layer_uint(f, a + "attention.head_count", L);
+    const auto n_head = detail::per_layer_uint(f, a + "attention.head_count", L, kTag);
     const int hd_full = static_cast<int>(f.get_uint(a + "attention.key_length"));
     const int hd_swa = g4 ? static_cast<int>(f.get_uint(a + "attention.key_length_swa")) : hd_full;
     const int shared = g4 && f.find(a + "attention.shared_kv_layers")
@@ -167,15 +106,7 @@ void TextModel::load() {
     } else if (f.find(a + "rope.scaling.type") && f.get_string(a + "rope.scaling.type") == "linear") {
         factor = float_or(f, a + "rope.scaling.factor", 1.0f);
     }
-    int rotated = hd_full / 2;
-    if (const float* ff = vec("rope_freqs.weight", hd_full / 2, false)) {
-        rotated = 0;
-        while (rotated < hd_full / 2 && ff[rotated] < 1e20f) ++rotated;
-        for (int i = rotated; i < hd_full / 2; ++i)
-            if (ff[i] < 1e20f) throw ModelError("[model] rope_freqs.weight: rotated pairs must come first");
-    } else if (f.find("unigemma.rope.partial_rotary_factor")) {
-        rotated = static_cast<int>(f.get_float("unigemma.rope.partial_rotary_factor") * hd_full / 2);
-    }
+    const int rotated = detail::rope_rotated_pairs(f, hd_full, kTag);
     inv_freq_[1] = rope_inv_freq(base_full, hd_full, rotated, factor);
 
     // Gemma 3 scales queries by 1/sqrt(query_pre_attn_scalar), which GGUF does not store: it is

@@ -31,4 +31,10 @@ struct AttentionBatch {
 
 void attention(const cpu::KernelTable& k, const KVLayer& kv, const AttentionBatch& b, int n_threads);
 
+// One query (no K/V of its own: the MTP drafter's cross-attention into the target's cache)
+// over the keys at the explicit positions [lo, hi], every one of which the layer must hold.
+// q, out: [n_head][head_dim]; the same per-head math as attention() above.
+void attention_range(const cpu::KernelTable& k, const KVLayer& kv, const float* q, float* out, int n_head,
+                     float scale, int64_t lo, int64_t hi, int n_threads);
+
 }  // namespace unigemma::runtime

@@ -240,10 +240,11 @@ void gemm(const Problem& p, int nt) {
         nt);
 }
 
-}  // namespace
-
-void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
-            const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels) {
+// Checks the arguments of a matmul of `rows` x `cols` weights by n_tokens activation rows and
+// fills a Problem, with x quantized (act_levels) into the calling thread's scratch. Returns
+// false when there is nothing to compute (rows or n_tokens 0).
+bool prepare(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
+             const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels, Problem& p, int& nt) {
     const auto wid = static_cast<uint32_t>(wtype);
     const auto wtr = gguf::type_traits(wid);
     if (!wtr.name || wid >= static_cast<uint32_t>(kMaxTypeId))
@@ -268,54 +269,98 @@ void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, i
     if (n_threads < 0) throw InputError("[matmul] negative thread count " + std::to_string(n_threads));
     if (act_levels != 1 && act_levels != 2)
         throw InputError("[matmul] act_levels must be 1 or 2, got " + std::to_string(act_levels));
-    if (rows == 0 || n_tokens == 0) return;
+    if (rows == 0 || n_tokens == 0) return false;
     if (!w || !x || !y) throw InputError("[matmul] null buffer");
-    const int nt = n_threads > 0 ? n_threads : runtime::get_threads();
+    nt = n_threads > 0 ? n_threads : runtime::get_threads();
 
     // GEMV kernel: with F32 activations (float weight types) the activation row is 2-4x the
     // bytes of a weight row and often larger than L1, so the tile kernel, which loads it once
     // for kTileRows rows, streams faster (measured ~1.7x on BF16/F16 3840x15360, AVX-512);
     // with 8-bit activations the row kernel is as fast or faster.
     const bool gemv_tile = !vec_dot || (tile_dot && atype == GGMLType::F32);
-    Problem p{vec_dot, tile_dot, static_cast<const uint8_t*>(w), w_row_stride, nullptr, 0, nullptr, rows, cols,
-              n_tokens, y, gemv_tile};
+    p = Problem{vec_dot, tile_dot, static_cast<const uint8_t*>(w), w_row_stride, nullptr, 0, nullptr, rows, cols,
+                n_tokens, y, gemv_tile};
     if (atype == GGMLType::F32) {
         p.act = reinterpret_cast<const uint8_t*>(x);
         p.a_stride = static_cast<size_t>(cols) * sizeof(float);
-    } else {
-        const QuantizeActFn quantize = k.quantize_act[static_cast<uint32_t>(atype)];
-        if (!quantize)
-            throw InputError("[matmul] no " + type_name(atype) + " activation quantizer on the " + isa + " path");
-        const size_t a_stride = static_cast<size_t>(round_up(static_cast<int64_t>(quant::row_bytes(atype, cols)), kAlign));
-        const int levels = act_levels;
-        uint8_t* buf = t_act_scratch.get(a_stride * static_cast<size_t>(n_tokens) * levels);
-        uint8_t* buf2 = buf + a_stride * static_cast<size_t>(n_tokens);
-        auto quantize_token = [&](int64_t t) {
-            uint8_t* a1 = buf + static_cast<size_t>(t) * a_stride;
-            quantize(x + t * cols, a1, cols);
-            if (levels == 2) {
-                thread_local std::vector<float> r;
-                r.resize(static_cast<size_t>(cols));
-                dequantize_act(atype, a1, r.data(), cols);
-                for (int64_t i = 0; i < cols; ++i) r[static_cast<size_t>(i)] = x[t * cols + i] - r[static_cast<size_t>(i)];
-                uint8_t* a2 = buf2 + static_cast<size_t>(t) * a_stride;
-                quantize(r.data(), a2, cols);
-                if (atype == GGMLType::Q8_1) fix_q8_1_sums(x + t * cols, a1, a2, cols);
-            }
-        };
-        if (nt == 1 || n_tokens * cols < kParallelQuantizeElems) {  // small: not worth a wake-up
-            for (int64_t t = 0; t < n_tokens; ++t) quantize_token(t);
-        } else {
-            runtime::parallel_for(n_tokens, [&](int64_t t, int) { quantize_token(t); }, nt);
-        }
-        p.act = buf;
-        p.a_stride = a_stride;
-        if (levels == 2) p.act2 = buf2;
+        return true;
     }
+    const QuantizeActFn quantize = k.quantize_act[static_cast<uint32_t>(atype)];
+    if (!quantize) throw InputError("[matmul] no " + type_name(atype) + " activation quantizer on the " + isa + " path");
+    const size_t a_stride = static_cast<size_t>(round_up(static_cast<int64_t>(quant::row_bytes(atype, cols)), kAlign));
+    const int levels = act_levels;
+    uint8_t* buf = t_act_scratch.get(a_stride * static_cast<size_t>(n_tokens) * levels);
+    uint8_t* buf2 = buf + a_stride * static_cast<size_t>(n_tokens);
+    auto quantize_token = [&](int64_t t) {
+        uint8_t* a1 = buf + static_cast<size_t>(t) * a_stride;
+        quantize(x + t * cols, a1, cols);
+        if (levels == 2) {
+            thread_local std::vector<float> r;
+            r.resize(static_cast<size_t>(cols));
+            dequantize_act(atype, a1, r.data(), cols);
+            for (int64_t i = 0; i < cols; ++i) r[static_cast<size_t>(i)] = x[t * cols + i] - r[static_cast<size_t>(i)];
+            uint8_t* a2 = buf2 + static_cast<size_t>(t) * a_stride;
+            quantize(r.data(), a2, cols);
+            if (atype == GGMLType::Q8_1) fix_q8_1_sums(x + t * cols, a1, a2, cols);
+        }
+    };
+    if (nt == 1 || n_tokens * cols < kParallelQuantizeElems) {  // small: not worth a wake-up
+        for (int64_t t = 0; t < n_tokens; ++t) quantize_token(t);
+    } else {
+        runtime::parallel_for(n_tokens, [&](int64_t t, int) { quantize_token(t); }, nt);
+    }
+    p.act = buf;
+    p.a_stride = a_stride;
+    if (levels == 2) p.act2 = buf2;
+    return true;
+}
+
+}  // namespace
+
+void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
+            const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels) {
+    Problem p{};
+    int nt = 1;
+    if (!prepare(k, wtype, w, rows, cols, w_row_stride, x, n_tokens, y, n_threads, act_levels, p, nt)) return;
     if (n_tokens == 1)
         gemv(p, nt);
     else
         gemm(p, nt);
+}
+
+void matmul_rows(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
+                 const int32_t* row_ids, int64_t n_ids, const float* x, float* y, int n_threads, int act_levels) {
+    if (n_ids < 0) throw InputError("[matmul] negative row count " + std::to_string(n_ids));
+    if (n_ids > 0 && !row_ids) throw InputError("[matmul] null row ids");
+    for (int64_t i = 0; i < n_ids; ++i)
+        if (row_ids[i] < 0 || row_ids[i] >= rows)
+            throw InputError("[matmul] row id " + std::to_string(row_ids[i]) + " at index " + std::to_string(i) +
+                             " is outside [0, " + std::to_string(rows) + ")");
+    Problem p{};
+    int nt = 1;
+    if (!prepare(k, wtype, w, rows, cols, w_row_stride, x, n_ids > 0 ? 1 : 0, y, n_threads, act_levels, p, nt)) return;
+    // Row dot per id (the tile kernel with one row when the type has no row kernel); rows are
+    // scattered, so chunks of ids rather than of bytes balance the threads.
+    constexpr int64_t kIdsPerTask = 64;
+    const int64_t n_tasks = (n_ids + kIdsPerTask - 1) / kIdsPerTask;
+    runtime::parallel_for(
+        n_tasks,
+        [&](int64_t task, int) {
+            const int64_t i1 = std::min(n_ids, (task + 1) * kIdsPerTask);
+            for (int64_t i = task * kIdsPerTask; i < i1; ++i) {
+                const uint8_t* wr = p.w + static_cast<size_t>(row_ids[i]) * p.w_stride;
+                float lo = 0.0f;
+                if (p.vec_dot) {
+                    p.vec_dot(p.cols, y + i, wr, p.act);
+                    if (p.act2) p.vec_dot(p.cols, &lo, wr, p.act2);
+                } else {
+                    p.tile_dot(p.cols, 1, 1, y + i, 1, wr, p.w_stride, p.act, p.a_stride);
+                    if (p.act2) p.tile_dot(p.cols, 1, 1, &lo, 1, wr, p.w_stride, p.act2, p.a_stride);
+                }
+                if (p.act2) y[i] += lo;
+            }
+        },
+        nt);
 }
 
 }  // namespace unigemma::cpu

@@ -33,6 +33,13 @@ namespace unigemma::cpu {
 void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
             const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels = 1);
 
+// GEMV over a gathered set of rows (one token): y[i] = W[row_ids[i]] . x for i < n_ids.
+// Same activation quantization (act_levels) and the same row kernel (vec_dot) as the GEMV of
+// matmul() on quantized weight types; ids are checked against [0, rows). Used by the drafter's
+// ordered-embedding head, which needs the logits of a few thousand scattered vocabulary rows.
+void matmul_rows(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
+                 const int32_t* row_ids, int64_t n_ids, const float* x, float* y, int n_threads, int act_levels = 1);
+
 // ---- Machine probes for `unigemma bench kernels` (defined in bench_probes.cpp).
 
 // STREAM-style read bandwidth in GB/s (1e9 bytes/s): n_threads threads (0 = pool default)
