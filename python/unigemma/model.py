@@ -78,7 +78,7 @@ class Model:
                  llama.cpp's): generation then drafts and verifies tokens (speculative
                  decoding; greedy output is unchanged, sampling keeps its distribution).
                  ``draft_centroids``: its ordered-embedding head side file (default: the
-                 ``-centroids.gguf`` beside it, if present). ``draft_tokens``: tokens drafted
+                 ``-centroids.gguf`` beside it, if present; False: use the full head). ``draft_tokens``: tokens drafted
                  per round, 1..8, or "auto" (adaptive, the default).
 
     ``kv_bytes_estimate`` is the KV cache size at full context, known before it is allocated.
@@ -370,6 +370,8 @@ class Model:
         if centroids is None and path.endswith(".gguf"):
             side = path[:-len(".gguf")] + "-centroids.gguf"
             centroids = side if os.path.exists(side) else None
+        elif centroids is False:  # explicitly: the full 262144-row head
+            centroids = None
         if self.arch != "gemma4":
             raise _core.ModelError(f"[assistant] MTP drafting needs a Gemma 4 target; {self.path} is {self.arch}")
         self.assistant = _core.AssistantModel(path, centroids=None if centroids is None else os.fspath(centroids))
