@@ -217,3 +217,20 @@ def test_greedy_with_drafter_matches_transformers_assisted_generate(name, gguf_o
     r = m.generate(prompt, max_tokens=n_gen, stop_tokens=[])
     assert r.tokens == want
     assert r.stats["drafted"] > 0
+
+
+def test_drafting_with_an_image_in_a_chat_and_streaming(gguf_of):
+    """A chat turn with an image (bidirectional block in the target's cache) decodes the same
+    with and without the drafter, streamed or not."""
+    path = gguf_of("default")
+    mmproj = path[:-len(".gguf")] + "-mmproj.gguf"
+    img = np.random.default_rng(3).integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
+    msgs = [{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": "What is it?"}]}]
+    plain = unigemma.Model(path, mmproj=mmproj, image_tokens=70, kv_type="f32").chat(msgs, max_tokens=12,
+                                                                                     stop_tokens=[])
+    m = unigemma.Model(path, mmproj=mmproj, image_tokens=70, kv_type="f32", draft=drafter_path(path))
+    r = m.chat(msgs, max_tokens=12, stop_tokens=[])
+    assert r.tokens == plain.tokens and r.stats["drafted"] > 0
+    s = m.chat(msgs, max_tokens=12, stop_tokens=[], stream=True)
+    list(s)
+    assert s.result.tokens == plain.tokens
