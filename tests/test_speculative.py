@@ -67,7 +67,7 @@ class RandomDrafter:
         return row, self.h
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(name=st.sampled_from(["default", "alt_layout", "odd_heads"]), kv=st.sampled_from(["f32", "f16", "q8_0"]),
        k=st.sampled_from([1, 2, 3, 5, 8, "auto"]), kind=st.sampled_from(["oracle", "random", "mtp"]),

@@ -8,7 +8,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$root/build-asan"
 py="${PYTHON:-python3}"
+# -O1 -g1 (line tables): ASan's recommended level, about 1.5x faster to compile than -O2 -g on
+# 2 cores, and reports still carry file:line.
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNIGEMMA_PYTHON=ON \
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" \
   -DUNIGEMMA_SANITIZE=ON -DPython_EXECUTABLE="$(command -v "$py")" \
   -Dpybind11_DIR="$("$py" -m pybind11 --cmakedir)" >&2
 cmake --build "$build" -j "$(nproc)" >&2
