@@ -234,3 +234,17 @@ def test_drafting_with_an_image_in_a_chat_and_streaming(gguf_of):
     s = m.chat(msgs, max_tokens=12, stop_tokens=[], stream=True)
     list(s)
     assert s.result.tokens == plain.tokens
+
+
+def test_cli_run_with_draft(gguf_of):
+    import subprocess
+    import sys
+
+    path = gguf_of("default")
+    base = [sys.executable, "-m", "unigemma", "run", path, "-p", "Hello there", "-n", "12", "--kv", "f32"]
+    plain = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    spec = subprocess.run(base + ["--draft", drafter_path(path), "--draft-n", "3"], capture_output=True, text=True,
+                          timeout=300)
+    assert plain.returncode == 0 and spec.returncode == 0, spec.stderr
+    assert spec.stdout == plain.stdout
+    assert "drafted" in spec.stderr and "tokens/pass" in spec.stderr
