@@ -54,3 +54,22 @@ def gemma3_hf_tokenizer():
     transformers = pytest.importorskip("transformers")
     path = Path(unigemma.default_model_path())
     return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+@pytest.fixture(scope="session")
+def hf_model(hf_ckpt):
+    """hf_model(name) -> transformers' Gemma4UnifiedForConditionalGeneration of the target
+    fixture `name`, float32, eval; loaded once per session (tests must not modify it in place:
+    copy.deepcopy first)."""
+    import torch
+    from transformers import Gemma4UnifiedForConditionalGeneration
+
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = Gemma4UnifiedForConditionalGeneration.from_pretrained(
+                hf_ckpt(name), dtype=torch.float32).eval()
+        return cache[name]
+
+    return get

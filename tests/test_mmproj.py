@@ -47,22 +47,6 @@ def mmproj_of(hf_ckpt, tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="module")
-def hf_model(hf_ckpt):
-    import torch
-    from transformers import Gemma4UnifiedForConditionalGeneration
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = Gemma4UnifiedForConditionalGeneration.from_pretrained(
-                hf_ckpt(name), dtype=torch.float32).eval()
-        return cache[name]
-
-    return get
-
-
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))

@@ -47,22 +47,6 @@ def files(hf_ckpt, tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="module")
-def hf_model(hf_ckpt):
-    import torch
-    from transformers import Gemma4UnifiedForConditionalGeneration
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = Gemma4UnifiedForConditionalGeneration.from_pretrained(
-                hf_ckpt(name), dtype=torch.float32).eval()
-        return cache[name]
-
-    return get
-
-
 def media_inputs(seed: int):
     """Two images of different shapes (photo-like RGB uint8 arrays) and one audio clip."""
     rng = np.random.default_rng(seed)

@@ -35,22 +35,6 @@ def gguf_of(hf_ckpt, tmp_path_factory):
     return get
 
 
-@pytest.fixture(scope="module")
-def hf_model(hf_ckpt):
-    import torch
-    from transformers import Gemma4UnifiedForConditionalGeneration
-
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = Gemma4UnifiedForConditionalGeneration.from_pretrained(
-                hf_ckpt(name), dtype=torch.float32).eval()
-        return cache[name]
-
-    return get
-
-
 def hf_logits(model, ids: np.ndarray) -> np.ndarray:
     import torch
 

@@ -53,6 +53,22 @@ const float* logits_ptr(const PySampler& ps, const FloatArray& logits) {
     return logits.data();
 }
 
+// A sampler operation from one row of logits (+ history) to a float32 [n_vocab] row, run with
+// the GIL released and the sampler locked.
+using RowOp = void (runtime::Sampler::*)(const float*, const std::vector<int32_t>&, float*);
+FloatArray row_op(PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history, RowOp fn) {
+    const float* lp = logits_ptr(ps, logits);
+    const auto h = to_history(history);
+    FloatArray out(static_cast<py::ssize_t>(ps.s.n_vocab()));
+    float* op = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(ps.mu);
+        (ps.s.*fn)(lp, h, op);
+    }
+    return out;
+}
+
 }  // namespace
 
 void init_sampler(py::module_& m) {
@@ -100,32 +116,14 @@ void init_sampler(py::module_& m) {
         .def(
             "process_logits",
             [](PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history) {
-                const float* lp = logits_ptr(ps, logits);
-                const auto h = to_history(history);
-                FloatArray out(static_cast<py::ssize_t>(ps.s.n_vocab()));
-                float* op = out.mutable_data();
-                {
-                    py::gil_scoped_release nogil;
-                    std::lock_guard<std::mutex> lock(ps.mu);
-                    ps.s.process_logits(lp, h, op);
-                }
-                return out;
+                return row_op(ps, logits, history, &runtime::Sampler::process_logits);
             },
             py::arg("logits"), py::arg("history") = std::vector<int64_t>{},
             "The logits after logit_bias, suppress and the penalties (the first stage of sample()).")
         .def(
             "probs",
             [](PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history) {
-                const float* lp = logits_ptr(ps, logits);
-                const auto h = to_history(history);
-                FloatArray out(static_cast<py::ssize_t>(ps.s.n_vocab()));
-                float* op = out.mutable_data();
-                {
-                    py::gil_scoped_release nogil;
-                    std::lock_guard<std::mutex> lock(ps.mu);
-                    ps.s.probs(lp, h, op);
-                }
-                return out;
+                return row_op(ps, logits, history, &runtime::Sampler::probs);
             },
             py::arg("logits"), py::arg("history") = std::vector<int64_t>{},
             "float32 [n_vocab]: the distribution sample() draws from (greedy: one-hot).")
