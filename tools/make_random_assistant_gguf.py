@@ -24,50 +24,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-
-def _writer_keys(w: gguf.GGUFWriter, tpl: gguf.GGUFReader) -> None:
-    for k, f in tpl.fields.items():
-        if not k.startswith("tokenizer."):
-            continue
-        t = f.types[0]
-        if t == gguf.GGUFValueType.ARRAY:
-            w.add_array(k, f.contents())
-        else:
-            w.add_key_value(k, f.contents(), t)
-
-
-def _write(w: gguf.GGUFWriter, tensors, rng, core, global_head_dim: int) -> None:
-    """tensors: (name, rows, cols, type); rows 0 = 1-D of cols (f32 / one / rope / i32perm)."""
-    from unigemma.bench_kernels import make_weights
-
-    qt = gguf.GGMLQuantizationType
-    for name, rows, cols, t in tensors:
-        if rows == 0 and t == "i32perm":
-            w.add_tensor_info(name, [cols], np.dtype(np.int32), cols * 4)
-        elif rows == 0:
-            w.add_tensor_info(name, [cols], np.dtype(np.float32), cols * 4)
-        else:
-            ttype = qt[t.upper()]
-            be, bb = gguf.GGML_QUANT_SIZES[ttype]
-            w.add_tensor_info(name, [rows, cols // be * bb], np.dtype(np.uint8), rows * cols // be * bb, raw_dtype=ttype)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    for name, rows, cols, t in tensors:
-        if t == "f32":
-            data = rng.uniform(0.5, 1.5, cols).astype(np.float32)
-        elif t == "one":
-            data = np.ones(1, np.float32)
-        elif t == "rope":
-            rot = int(0.25 * global_head_dim // 2)
-            data = np.array([1.0] * rot + [1e30] * (cols - rot), np.float32)
-        elif t == "i32perm":
-            data = rng.permutation(cols).astype(np.int32)
-        else:
-            data = make_weights(core, t, rows, cols, seed=int(rng.integers(1 << 31)))
-        w.write_tensor_data(data)
-        print(f"  {name:32} {t:7} {rows}x{cols}", file=sys.stderr)
-    w.close()
+# the streaming writer and the tokenizer keys, shared with the target tool (tools/ is on
+# sys.path when this runs as `python tools/make_random_assistant_gguf.py`)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_random_gemma4_gguf import copy_tokenizer_keys, write_tensors  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -126,7 +86,7 @@ def main(argv=None) -> int:
     if a.centroids:
         w.add_uint32("unigemma.assistant.num_centroids", a.num_centroids)
         w.add_uint32("unigemma.assistant.centroid_top_k", a.top_k)
-    _writer_keys(w, tpl)
+    copy_tokenizer_keys(w, tpl)
 
     mat_t = a.type
     emb_t = a.head_type or ("q8_0" if a.type == "q8_0" else ("f16" if a.type == "f16" else "q6_k"))
@@ -143,7 +103,7 @@ def main(argv=None) -> int:
                     (p + "ffn_gate.weight", a.ffn, H, mat_t), (p + "ffn_up.weight", a.ffn, H, mat_t),
                     (p + "ffn_down.weight", H, a.ffn, mat_t), (p + "post_ffw_norm.weight", 0, H, "f32"),
                     (p + "layer_output_scale.weight", 0, 1, "one")]
-    _write(w, tensors, rng, core, a.global_head_dim)
+    write_tensors(w, tensors, rng, core, a.global_head_dim)
     os.replace(tmp, out)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
 
@@ -157,7 +117,7 @@ def main(argv=None) -> int:
         cw.add_uint32(f"{c}.vocab_size", n_vocab)
         cw.add_uint32(f"{c}.num_centroids", a.num_centroids)
         cw.add_uint32(f"{c}.top_k", a.top_k)
-        _write(cw, [("masked_embd_centroids.weight", a.num_centroids, H, "q8_0"),
+        write_tensors(cw, [("masked_embd_centroids.weight", a.num_centroids, H, "q8_0"),
                     ("masked_embd_ordering", 0, n_vocab, "i32perm")], rng, core, a.global_head_dim)
         os.replace(ctmp, cout)
         print(f"wrote {cout} ({cout.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)

@@ -39,7 +39,6 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from unigemma import _core as core
-    from unigemma.bench_kernels import make_weights
 
     tpl = gguf.GGUFReader(a.template)
     if tpl.fields["general.architecture"].contents() != "gemma4":
@@ -72,14 +71,7 @@ def main(argv=None) -> int:
     w.add_uint32("gemma4.embedding_length_per_layer_input", 0)
     w.add_final_logit_softcapping(30.0)
     w.add_file_type({"q4_0": 2, "q4_k": 15, "q8_0": 7, "f16": 1}[a.type])
-    for k, f in tpl.fields.items():
-        if not k.startswith("tokenizer."):
-            continue
-        t = f.types[0]
-        if t == gguf.GGUFValueType.ARRAY:
-            w.add_array(k, f.contents())
-        else:
-            w.add_key_value(k, f.contents(), t)
+    copy_tokenizer_keys(w, tpl)
 
     mat_t = {"q4_0": "q4_0", "q4_k": "q4_k", "q8_0": "q8_0", "f16": "f16"}[a.type]
     emb_t = "q8_0" if a.type in ("q8_0",) else ("f16" if a.type == "f16" else "q6_k")
@@ -113,9 +105,36 @@ def main(argv=None) -> int:
         vec(p + "post_ffw_norm.weight", H)
         tensors.append((p + "layer_output_scale.weight", 0, 1, "one"))
 
+    write_tensors(w, tensors, rng, core, a.global_head_dim)
+    os.replace(tmp, out)
+    print(f"wrote {out} ({out.stat().st_size / 2**30:.2f} GiB)", file=sys.stderr)
+    return 0
+
+
+def copy_tokenizer_keys(w: gguf.GGUFWriter, tpl: gguf.GGUFReader) -> None:
+    """The template's tokenizer.* keys, so llama.cpp loads the written file too."""
+    for k, f in tpl.fields.items():
+        if not k.startswith("tokenizer."):
+            continue
+        t = f.types[0]
+        if t == gguf.GGUFValueType.ARRAY:
+            w.add_array(k, f.contents())
+        else:
+            w.add_key_value(k, f.contents(), t)
+
+
+def write_tensors(w: gguf.GGUFWriter, tensors, rng, core, global_head_dim: int) -> None:
+    """Header, keys and tensors, one tensor at a time (never the whole model in memory), then
+    close. tensors: (name, rows, cols, type); rows 0 = 1-D of cols: "f32" (values in [0.5,
+    1.5)), "one" (1.0), "rope" (proportional RoPE freqs of a 0.25 partial rotary factor),
+    "i32perm" (a random permutation of 0..cols-1); else a matrix of random valid blocks."""
+    from unigemma.bench_kernels import make_weights
+
     qt = gguf.GGMLQuantizationType
     for name, rows, cols, t in tensors:
-        if rows == 0:
+        if rows == 0 and t == "i32perm":
+            w.add_tensor_info(name, [cols], np.dtype(np.int32), cols * 4)
+        elif rows == 0:
             w.add_tensor_info(name, [cols], np.dtype(np.float32), cols * 4)
         else:
             ttype = qt[t.upper()]
@@ -130,16 +149,15 @@ def main(argv=None) -> int:
         elif t == "one":
             data = np.ones(1, np.float32)
         elif t == "rope":
-            rot = int(0.25 * a.global_head_dim // 2)
+            rot = int(0.25 * global_head_dim // 2)
             data = np.array([1.0] * rot + [1e30] * (cols - rot), np.float32)
+        elif t == "i32perm":
+            data = rng.permutation(cols).astype(np.int32)
         else:
             data = make_weights(core, t, rows, cols, seed=int(rng.integers(1 << 31)))
         w.write_tensor_data(data)
-        print(f"  {name:32} {t:5} {rows}x{cols}", file=sys.stderr)
+        print(f"  {name:32} {t:7} {rows}x{cols}", file=sys.stderr)
     w.close()
-    os.replace(tmp, out)
-    print(f"wrote {out} ({out.stat().st_size / 2**30:.2f} GiB)", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
