@@ -328,10 +328,10 @@ FREQ_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", range(len(FREQ_CASES)))
-def test_frequencies_match_reference_probabilities(case):
+def freq_case(case: int, V: int = 12):
+    """FREQ_CASES[case] on a seeded row of V logits with history [0, 3, 3]: (kw, row, history,
+    kept tokens, their reference probabilities); asserts the reference's kept set is sure."""
     kw = FREQ_CASES[case]
-    V, N = 12, 200_000
     row = np.random.default_rng(100 + case).normal(0, 1.5, V).astype(np.float32)
     history = [0, 3, 3]
     filt = {k: kw[k] for k in ("top_k", "top_p", "min_p") if k in kw}
@@ -340,6 +340,13 @@ def test_frequencies_match_reference_probabilities(case):
     sure_kept, sure_dropped = ref_kept(l, **filt)
     assert len(sure_kept) + len(sure_dropped) == V and len(sure_kept) >= 2
     kept, p = ref_probs(l, sure_kept, kw["temperature"])
+    return kw, row, history, kept, p
+
+
+@pytest.mark.parametrize("case", range(len(FREQ_CASES)))
+def test_frequencies_match_reference_probabilities(case):
+    V, N = 12, 200_000
+    kw, row, history, kept, p = freq_case(case, V)
     s = Sampler(V, seed=1234 + case, **kw)
     counts = Counter(s.sample(row, history) for _ in range(N))
     assert set(counts) <= set(kept)
@@ -493,15 +500,8 @@ def test_long_candidate_lists_with_ties(top_p, min_p):
 @pytest.mark.parametrize("case", range(len(FREQ_CASES)))
 def test_probs_is_the_distribution_sample_draws_from(case):
     """probs() equals the reference distribution of the kept tokens (0 elsewhere)."""
-    kw = FREQ_CASES[case]
     V = 12
-    row = np.random.default_rng(100 + case).normal(0, 1.5, V).astype(np.float32)
-    history = [0, 3, 3]
-    filt = {k: kw[k] for k in ("top_k", "top_p", "min_p") if k in kw}
-    pen = {k: kw[k] for k in ("repetition_penalty", "presence_penalty") if k in kw}
-    l = ref_process(row, history, **pen)
-    sure_kept, sure_dropped = ref_kept(l, **filt)
-    kept, p = ref_probs(l, sure_kept, kw["temperature"])
+    kw, row, history, kept, p = freq_case(case, V)
     got = Sampler(V, seed=1, **kw).probs(row, history)
     want = np.zeros(V)
     want[kept] = p
