@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"
+#include "ops/cpu/q4_0_panels.h"
 #include "quant/quant.h"
 #include "runtime/thread_pool.h"
 
@@ -87,6 +88,46 @@ void init_matmul(py::module_& m) {
           "their 8-bit residual (quantized weight types).");
 
     m.def(
+        "pack_q4_0_panels",
+        [](const py::array_t<uint8_t, py::array::c_style>& w_raw, int64_t rows, int64_t cols) {
+            const size_t need = quant::row_bytes(gguf::GGMLType::Q4_0, cols) * static_cast<size_t>(std::max<int64_t>(rows, 0));
+            if (static_cast<size_t>(w_raw.nbytes()) < need)
+                throw InputError("[pack_q4_0_panels] w_raw has " + std::to_string(w_raw.nbytes()) + " bytes, " +
+                                 std::to_string(rows) + " x " + std::to_string(cols) + " Q4_0 needs " +
+                                 std::to_string(need));
+            py::array_t<uint8_t> out(static_cast<py::ssize_t>(cpu::q4_0_panels_bytes(rows, cols)));
+            cpu::pack_q4_0_panels(w_raw.data(), rows, cols, quant::row_bytes(gguf::GGMLType::Q4_0, cols), out.mutable_data(),
+                                  0, (rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
+            return out;
+        },
+        py::arg("w_raw"), py::arg("rows"), py::arg("cols"),
+        "Q4_0 rows x cols (raw GGUF blocks) repacked into 16-row panels (ops/cpu/q4_0_panels.h).");
+    m.def(
+        "matmul_q4_0_panels",
+        [](const py::array_t<uint8_t, py::array::c_style>& panels, int64_t rows, int64_t cols,
+           const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int n_threads,
+           const std::optional<std::string>& isa) {
+            if (static_cast<size_t>(panels.nbytes()) < cpu::q4_0_panels_bytes(rows, cols))
+                throw InputError("[matmul_q4_0_panels] panels array is smaller than a " + std::to_string(rows) + " x " +
+                                 std::to_string(cols) + " matrix");
+            if (x.ndim() != 2 || x.shape(1) != cols) throw InputError("[matmul_q4_0_panels] x must be [tokens, cols]");
+            const int64_t tokens = x.shape(0);
+            const cpu::KernelTable& k = table_for(isa);
+            py::array_t<float> y({static_cast<py::ssize_t>(tokens), static_cast<py::ssize_t>(rows)});
+            const uint8_t* pp = panels.data();
+            const float* xp = x.data();
+            float* yp = y.mutable_data();
+            py::gil_scoped_release nogil;
+            cpu::matmul_q4_0_panels(k, pp, rows, cols, xp, tokens, yp, n_threads);
+            return y;
+        },
+        py::arg("panels"), py::arg("rows"), py::arg("cols"), py::arg("x"), py::arg("n_threads") = 0,
+        py::arg("isa") = py::none(), "y [tokens, rows] = x [tokens, cols] times a Q4_0 matrix given as panels.");
+    m.def(
+        "has_q4_0_panels", [](const std::optional<std::string>& isa) { return table_for(isa).q4_0_panels != nullptr; },
+        py::arg("isa") = py::none(), "Whether the kernel path has the Q4_0 panel kernel (the model repacks Q4_0 then).");
+
+    m.def(
         "set_threads", [](int n) { runtime::set_threads(n); }, py::arg("n"),
         "Default thread count of the kernel thread pool (0 = all hardware threads).");
     m.def("get_threads", &runtime::get_threads, "Default thread count of the kernel thread pool.");
@@ -119,7 +160,7 @@ void init_matmul(py::module_& m) {
         "bench_matmul",
         [](const py::array& w_raw, const std::string& wtype_name, int64_t rows, int64_t cols, int64_t copies,
            const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int n_threads,
-           const std::optional<std::string>& isa, double min_seconds, int min_rounds, bool warmup) {
+           const std::optional<std::string>& isa, double min_seconds, int min_rounds, bool warmup, bool panels) {
             if (!py::isinstance<py::array_t<uint8_t>>(w_raw) || !(w_raw.flags() & py::array::c_style))
                 throw InputError("[bench] w_raw must be a C-contiguous uint8 array");
             if (copies < 1 || min_rounds < 1) throw InputError("[bench] copies and min_rounds must be >= 1");
@@ -135,11 +176,28 @@ void init_matmul(py::module_& m) {
             std::vector<float> y(static_cast<size_t>(tokens * rows));
             const auto* w = static_cast<const uint8_t*>(w_raw.data());
             const float* xp = x.data();
+            // panels: the copies repacked once (untimed), then matmul_q4_0_panels
+            std::vector<uint8_t> packed;
+            size_t pmat = 0;
+            if (panels) {
+                if (wtype != gguf::GGMLType::Q4_0) throw InputError("[bench] panels=True needs q4_0 weights");
+                pmat = cpu::q4_0_panels_bytes(rows, cols);
+                packed.resize(pmat * static_cast<size_t>(copies));
+                for (int64_t c = 0; c < copies; ++c)
+                    cpu::pack_q4_0_panels(w + static_cast<size_t>(c) * mat, rows, cols, rb,
+                                          packed.data() + static_cast<size_t>(c) * pmat, 0,
+                                          (rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
+            }
             py::gil_scoped_release nogil;
             auto round = [&] {
-                for (int64_t c = 0; c < copies; ++c)
-                    cpu::matmul(k, wtype, w + static_cast<size_t>(c) * mat, rows, cols, rb, xp, tokens, y.data(),
-                                n_threads);
+                for (int64_t c = 0; c < copies; ++c) {
+                    if (panels)
+                        cpu::matmul_q4_0_panels(k, packed.data() + static_cast<size_t>(c) * pmat, rows, cols, xp, tokens,
+                                                y.data(), n_threads);
+                    else
+                        cpu::matmul(k, wtype, w + static_cast<size_t>(c) * mat, rows, cols, rb, xp, tokens, y.data(),
+                                    n_threads);
+                }
             };
             if (warmup) round();
             using Clock = std::chrono::steady_clock;
@@ -156,7 +214,7 @@ void init_matmul(py::module_& m) {
         },
         py::arg("w_raw"), py::arg("wtype"), py::arg("rows"), py::arg("cols"), py::arg("copies"), py::arg("x"),
         py::arg("n_threads") = 0, py::arg("isa") = py::none(), py::arg("min_seconds") = 0.5,
-        py::arg("min_rounds") = 3, py::arg("warmup") = true);
+        py::arg("min_rounds") = 3, py::arg("warmup") = true, py::arg("panels") = false);
 
     // Test hook: runs n_tasks tasks on the pool; task `fail_task` throws (kind "input":
     // InputError, "runtime": std::runtime_error). Each task sleeps sleep_us microseconds.

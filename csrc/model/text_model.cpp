@@ -27,6 +27,11 @@ TextModel::TextModel(const std::string& path) : TextModel(std::make_shared<const
 TextModel::TextModel(std::shared_ptr<const GGUFFile> file) : file_(std::move(file)) {
     validate_model_file(*file_);
     load();
+    std::vector<Weight*> mats;
+    for (auto& l : layers_)
+        for (Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) mats.push_back(w);
+    mats.push_back(&output_);  // a tied Q4_0 head too (token lookups still read the GGUF rows)
+    panels_ = PanelStore::repack(mats, 0);
 }
 
 size_t TextModel::weight_bytes() const { return static_cast<size_t>(file_->tensor_data_bytes()); }

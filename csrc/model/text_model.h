@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "gguf/gguf_file.h"
+#include "model/weight_panels.h"
 #include "runtime/kv_cache.h"
 
 namespace unigemma::model {
@@ -41,6 +42,9 @@ struct Weight {
     GGMLType type = GGMLType::F32;
     int64_t rows = 0, cols = 0;  // PyTorch [out, in]: rows = ne[1], cols = ne[0]
     size_t row_bytes = 0;
+    // Q4_0 only: the same matrix repacked into 16-row panels (ops/cpu/q4_0_panels.h), owned by
+    // the model; nullptr when not repacked. 8-bit activation matmuls read these instead.
+    const uint8_t* panels = nullptr;
     explicit operator bool() const { return data != nullptr; }
 };
 
@@ -94,9 +98,12 @@ public:
     const gguf::GGUFFile& file() const { return *file_; }
     std::shared_ptr<const gguf::GGUFFile> file_ptr() const { return file_; }
     size_t weight_bytes() const;
+    // Bytes of Q4_0 weights held repacked in panels (0: none; see weight_panels.h).
+    size_t panel_bytes() const { return panels_ ? panels_->bytes() : 0; }
 
 private:
     void load();
+    std::unique_ptr<PanelStore> panels_;
     std::shared_ptr<const gguf::GGUFFile> file_;
     TextHParams hp_;
     std::vector<LayerWeights> layers_;

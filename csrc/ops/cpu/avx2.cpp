@@ -875,6 +875,7 @@ KernelTable make_table() {
     t.scale = scale;
     t.rope_neox = rope_neox;
     add_row_kernels_avx2(t);
+    add_panel_kernels_avx2(t);
     return t;
 }
 

@@ -856,6 +856,7 @@ KernelTable make_table(const char* name) {
     t.scale = scale;
     t.rope_neox = rope_neox;
     add_row_kernels_avx512(t);
+    add_panel_kernels_avx512(t, V);
     return t;
 }
 

@@ -546,6 +546,7 @@ KernelTable make_table() {
     t.mul = mul;
     t.scale = scale;
     t.rope_neox = rope_neox;
+    add_panel_kernels_scalar(t);
     return t;
 }
 

@@ -1,0 +1,90 @@
+// Q4_0 panel kernel, AVX2 (layout and arithmetic: q4_0_panels.h; reference:
+// scalar_panels.cpp, matched bit for bit). A 16-row panel is two 8-row halves, one ymm
+// each (row i's 4 codes of a group in 32-bit lane i % 8 of half i / 8). Per half, block and
+// token: 8 vpmaddubsw (u8 codes x broadcast s8 activation groups, |pair| <= 3840) summed as
+// int16 (<= 30720), one vpmaddwd against ones, minus the offset sum, to float, times
+// d_w * d_x, one FMA.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ops/cpu/kernels.h"
+
+#if defined(__clang__)
+#define UG_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define UG_UNROLL _Pragma("GCC unroll 16")
+#else
+#define UG_UNROLL
+#endif
+
+namespace unigemma::cpu {
+
+namespace {
+
+inline __m256i bcast4(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+template <int NC>
+void run(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    __m256 acc[NC][2];
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    const __m256i lo = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* pb = panel + b * 288;
+        UG_UNROLL
+        for (int h = 0; h < 2; ++h) {
+            __m256i w[8];
+            UG_UNROLL
+            for (int j = 0; j < 4; ++j) {
+                const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 64 * j + 32 * h));
+                w[j] = _mm256_and_si256(v, lo);
+                w[j + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo);
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 256 + 16 * h)));
+            UG_UNROLL
+            for (int c = 0; c < NC; ++c) {
+                const uint8_t* at = act + static_cast<size_t>(c) * as;
+                const auto* x = reinterpret_cast<const int8_t*>(at) + 32 * b;
+                float xd;
+                int32_t xs;
+                std::memcpy(&xd, at + nb * 32 + 4 * b, 4);
+                std::memcpy(&xs, at + nb * 36 + 4 * b, 4);
+                __m256i s = _mm256_maddubs_epi16(w[0], bcast4(x));
+                UG_UNROLL
+                for (int j = 1; j < 4; ++j) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[j], bcast4(x + 4 * j)));
+                UG_UNROLL
+                for (int j = 0; j < 4; ++j)
+                    s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[j + 4], bcast4(x + 16 + 4 * j)));
+                const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s, ones), _mm256_set1_epi32(xs));
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_set1_ps(xd)), acc[c][h]);
+            }
+        }
+    }
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) {
+        _mm256_storeu_ps(out + c * os, acc[c][0]);
+        _mm256_storeu_ps(out + c * os + 8, acc[c][1]);
+    }
+}
+
+void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
+    // at most 4 tokens per pass: 8 accumulators + 8 code vectors fill the 16 ymm registers
+    static constexpr Fn tbl[4] = {run<1>, run<2>, run<3>, run<4>};
+    for (int c = 0; c < nc; c += 4) {
+        const int m = nc - c < 4 ? nc - c : 4;
+        tbl[m - 1](nb, out + c * os, os, panel, act + static_cast<size_t>(c) * as, as);
+    }
+}
+
+}  // namespace
+
+void add_panel_kernels_avx2(KernelTable& t) { t.q4_0_panels = q4_0_panels; }
+
+}  // namespace unigemma::cpu

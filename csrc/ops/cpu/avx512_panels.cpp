@@ -1,0 +1,107 @@
+// Q4_0 panel kernel, AVX-512 (layout and arithmetic: q4_0_panels.h; reference:
+// scalar_panels.cpp, matched bit for bit).
+//
+// Per block: the four 64-byte nibble vectors give 8 code vectors (& 0x0f, >> 4 & 0x0f): code
+// vector g holds elements 4g..4g+3 of each of the 16 rows, one row per 32-bit lane. For each
+// token the 8 matching 4-byte activation groups are broadcast and multiplied in: with VNNI
+// one vpdpbusd each (u8 codes x s8 activations); without, vpmaddubsw pairs (|sum| <= 2 * 15 *
+// 128) summed as int16 (8 of them: <= 30720, no overflow) and one vpmaddwd against ones.
+// Then per token: int - s (offset 8 * sum q), to float, times d_w[16] * d_x, one FMA into the
+// token's 16-row accumulator. Tokens are a template parameter so accumulators stay in zmm.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "ops/cpu/kernels.h"
+
+#if defined(__clang__)
+#define UG_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define UG_UNROLL _Pragma("GCC unroll 16")
+#else
+#define UG_UNROLL
+#endif
+
+namespace unigemma::cpu {
+
+namespace {
+
+inline __m512i bcast4(const int8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+template <bool V>
+inline __m512i block_dot(const __m512i (&w)[8], const int8_t* x) {
+    if constexpr (V) {
+        // two chains of 4 (shorter dependency chains), summed: the integer result is exact
+        __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[0], bcast4(x));
+        __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(x + 16));
+        UG_UNROLL
+        for (int j = 1; j < 4; ++j) {
+            a = _mm512_dpbusd_epi32(a, w[j], bcast4(x + 4 * j));
+            b = _mm512_dpbusd_epi32(b, w[j + 4], bcast4(x + 16 + 4 * j));
+        }
+        return _mm512_add_epi32(a, b);
+    } else {
+        __m512i s = _mm512_maddubs_epi16(w[0], bcast4(x));
+        UG_UNROLL
+        for (int j = 1; j < 4; ++j) s = _mm512_add_epi16(s, _mm512_maddubs_epi16(w[j], bcast4(x + 4 * j)));
+        UG_UNROLL
+        for (int j = 0; j < 4; ++j) s = _mm512_add_epi16(s, _mm512_maddubs_epi16(w[j + 4], bcast4(x + 16 + 4 * j)));
+        return _mm512_madd_epi16(s, _mm512_set1_epi16(1));
+    }
+}
+
+template <bool V, int NC>
+void run(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    __m512 acc[NC];
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
+    const __m512i lo = _mm512_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* pb = panel + b * 288;
+        __m512i w[8];
+        UG_UNROLL
+        for (int j = 0; j < 4; ++j) {
+            const __m512i v = _mm512_loadu_si512(pb + 64 * j);
+            w[j] = _mm512_and_si512(v, lo);
+            w[j + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), lo);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 256)));
+        UG_UNROLL
+        for (int c = 0; c < NC; ++c) {
+            const uint8_t* at = act + static_cast<size_t>(c) * as;
+            float xd;
+            int32_t xs;
+            std::memcpy(&xd, at + nb * 32 + 4 * b, 4);
+            std::memcpy(&xs, at + nb * 36 + 4 * b, 4);
+            const __m512i dot = _mm512_sub_epi32(block_dot<V>(w, reinterpret_cast<const int8_t*>(at) + 32 * b),
+                                                 _mm512_set1_epi32(xs));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_set1_ps(xd)), acc[c]);
+        }
+    }
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+
+template <bool V>
+void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
+    static constexpr Fn tbl[8] = {run<V, 1>, run<V, 2>, run<V, 3>, run<V, 4>,
+                                  run<V, 5>, run<V, 6>, run<V, 7>, run<V, 8>};
+    tbl[nc - 1](nb, out, os, panel, act, as);
+}
+
+}  // namespace
+
+void add_panel_kernels_avx512(KernelTable& t, bool vnni) {
+    t.q4_0_panels = vnni ? q4_0_panels<true> : q4_0_panels<false>;
+}
+
+}  // namespace unigemma::cpu

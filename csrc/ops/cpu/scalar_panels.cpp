@@ -1,0 +1,48 @@
+// Q4_0 panel kernel, scalar reference (layout and arithmetic: q4_0_panels.h). Every SIMD
+// path must match it bit for bit: the integer block dot is exact and the float steps are
+// the same rounded operations in the same order.
+#include <cmath>
+#include <cstring>
+
+#include "ops/cpu/kernels.h"
+#include "quant/fp16.h"
+
+namespace unigemma::cpu {
+
+namespace {
+
+void q4_0_panels_scalar(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act,
+                        size_t as) {
+    for (int c = 0; c < nc; ++c) {
+        const uint8_t* at = act + static_cast<size_t>(c) * as;
+        const auto* xq = reinterpret_cast<const int8_t*>(at);
+        float xd[1];
+        int32_t xs[1];
+        float acc[16] = {};
+        for (int64_t b = 0; b < nb; ++b) {
+            const uint8_t* pb = panel + b * 288;
+            std::memcpy(xd, at + nb * 32 + 4 * b, 4);
+            std::memcpy(xs, at + nb * 36 + 4 * b, 4);
+            const int8_t* x = xq + 32 * b;
+            for (int i = 0; i < 16; ++i) {
+                int32_t dot = 0;
+                for (int j = 0; j < 4; ++j)
+                    for (int e = 0; e < 4; ++e) {
+                        const uint8_t v = pb[64 * j + 4 * i + e];
+                        dot += (v & 0x0f) * x[4 * j + e] + (v >> 4) * x[16 + 4 * j + e];
+                    }
+                uint16_t h;
+                std::memcpy(&h, pb + 256 + 2 * i, 2);
+                const float scale = quant::fp16_to_fp32(h) * xd[0];
+                acc[i] = std::fma(static_cast<float>(dot - xs[0]), scale, acc[i]);
+            }
+        }
+        std::memcpy(out + c * os, acc, sizeof(acc));
+    }
+}
+
+}  // namespace
+
+void add_panel_kernels_scalar(KernelTable& t) { t.q4_0_panels = q4_0_panels_scalar; }
+
+}  // namespace unigemma::cpu
