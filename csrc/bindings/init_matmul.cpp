@@ -17,7 +17,7 @@
 #include "common/error.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"
-#include "ops/cpu/q4_0_panels.h"
+#include "ops/cpu/panels.h"
 #include "quant/quant.h"
 #include "runtime/thread_pool.h"
 
@@ -28,6 +28,13 @@ namespace {
 
 const cpu::KernelTable& table_for(const std::optional<std::string>& isa) {
     return isa ? cpu::kernels_for(*isa) : cpu::kernels();
+}
+
+cpu::PanelType panel_type(const std::string& wtype) {
+    cpu::PanelType pt{};
+    if (!cpu::panel_type_for(gguf::type_from_name(wtype), &pt))
+        throw InputError("[panels] no panel format for weight type " + wtype + " (q4_0, q4_k)");
+    return pt;
 }
 
 py::array_t<float> matmul_py(const py::array& w_raw, const std::string& wtype_name, int64_t rows, int64_t cols,
@@ -88,29 +95,32 @@ void init_matmul(py::module_& m) {
           "their 8-bit residual (quantized weight types).");
 
     m.def(
-        "pack_q4_0_panels",
-        [](const py::array_t<uint8_t, py::array::c_style>& w_raw, int64_t rows, int64_t cols) {
-            const size_t need = quant::row_bytes(gguf::GGMLType::Q4_0, cols) * static_cast<size_t>(std::max<int64_t>(rows, 0));
+        "pack_panels",
+        [](const py::array_t<uint8_t, py::array::c_style>& w_raw, const std::string& wtype, int64_t rows, int64_t cols) {
+            const auto pt = panel_type(wtype);
+            const auto gt = gguf::type_from_name(wtype);
+            const size_t need = quant::row_bytes(gt, cols) * static_cast<size_t>(std::max<int64_t>(rows, 0));
             if (static_cast<size_t>(w_raw.nbytes()) < need)
-                throw InputError("[pack_q4_0_panels] w_raw has " + std::to_string(w_raw.nbytes()) + " bytes, " +
-                                 std::to_string(rows) + " x " + std::to_string(cols) + " Q4_0 needs " +
+                throw InputError("[pack_panels] w_raw has " + std::to_string(w_raw.nbytes()) + " bytes, " +
+                                 std::to_string(rows) + " x " + std::to_string(cols) + " " + wtype + " needs " +
                                  std::to_string(need));
-            py::array_t<uint8_t> out(static_cast<py::ssize_t>(cpu::q4_0_panels_bytes(rows, cols)));
-            cpu::pack_q4_0_panels(w_raw.data(), rows, cols, quant::row_bytes(gguf::GGMLType::Q4_0, cols), out.mutable_data(),
-                                  0, (rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
+            py::array_t<uint8_t> out(static_cast<py::ssize_t>(cpu::panels_bytes(pt, rows, cols)));
+            cpu::pack_panels(pt, w_raw.data(), rows, cols, quant::row_bytes(gt, cols), out.mutable_data(), 0,
+                             (rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
             return out;
         },
-        py::arg("w_raw"), py::arg("rows"), py::arg("cols"),
-        "Q4_0 rows x cols (raw GGUF blocks) repacked into 16-row panels (ops/cpu/q4_0_panels.h).");
+        py::arg("w_raw"), py::arg("wtype"), py::arg("rows"), py::arg("cols"),
+        "A q4_0 / q4_k rows x cols matrix (raw GGUF blocks) repacked into 16-row panels (ops/cpu/panels.h).");
     m.def(
-        "matmul_q4_0_panels",
-        [](const py::array_t<uint8_t, py::array::c_style>& panels, int64_t rows, int64_t cols,
+        "matmul_panels",
+        [](const py::array_t<uint8_t, py::array::c_style>& panels, const std::string& wtype, int64_t rows, int64_t cols,
            const py::array_t<float, py::array::c_style | py::array::forcecast>& x, int n_threads,
            const std::optional<std::string>& isa) {
-            if (static_cast<size_t>(panels.nbytes()) < cpu::q4_0_panels_bytes(rows, cols))
-                throw InputError("[matmul_q4_0_panels] panels array is smaller than a " + std::to_string(rows) + " x " +
+            const auto pt = panel_type(wtype);
+            if (static_cast<size_t>(panels.nbytes()) < cpu::panels_bytes(pt, rows, cols))
+                throw InputError("[matmul_panels] panels array is smaller than a " + std::to_string(rows) + " x " +
                                  std::to_string(cols) + " matrix");
-            if (x.ndim() != 2 || x.shape(1) != cols) throw InputError("[matmul_q4_0_panels] x must be [tokens, cols]");
+            if (x.ndim() != 2 || x.shape(1) != cols) throw InputError("[matmul_panels] x must be [tokens, cols]");
             const int64_t tokens = x.shape(0);
             const cpu::KernelTable& k = table_for(isa);
             py::array_t<float> y({static_cast<py::ssize_t>(tokens), static_cast<py::ssize_t>(rows)});
@@ -118,14 +128,18 @@ void init_matmul(py::module_& m) {
             const float* xp = x.data();
             float* yp = y.mutable_data();
             py::gil_scoped_release nogil;
-            cpu::matmul_q4_0_panels(k, pp, rows, cols, xp, tokens, yp, n_threads);
+            cpu::matmul_panels(k, pt, pp, rows, cols, xp, tokens, yp, n_threads);
             return y;
         },
-        py::arg("panels"), py::arg("rows"), py::arg("cols"), py::arg("x"), py::arg("n_threads") = 0,
-        py::arg("isa") = py::none(), "y [tokens, rows] = x [tokens, cols] times a Q4_0 matrix given as panels.");
+        py::arg("panels"), py::arg("wtype"), py::arg("rows"), py::arg("cols"), py::arg("x"), py::arg("n_threads") = 0,
+        py::arg("isa") = py::none(), "y [tokens, rows] = x [tokens, cols] times a matrix given as panels.");
     m.def(
-        "has_q4_0_panels", [](const std::optional<std::string>& isa) { return table_for(isa).q4_0_panels != nullptr; },
-        py::arg("isa") = py::none(), "Whether the kernel path has the Q4_0 panel kernel (the model repacks Q4_0 then).");
+        "has_panels",
+        [](const std::string& wtype, const std::optional<std::string>& isa) {
+            return table_for(isa).panel_dot[static_cast<int>(panel_type(wtype))] != nullptr;
+        },
+        py::arg("wtype"), py::arg("isa") = py::none(),
+        "Whether the kernel path has a panel kernel for the weight type (the model repacks such weights).");
 
     m.def(
         "set_threads", [](int n) { runtime::set_threads(n); }, py::arg("n"),
@@ -176,24 +190,24 @@ void init_matmul(py::module_& m) {
             std::vector<float> y(static_cast<size_t>(tokens * rows));
             const auto* w = static_cast<const uint8_t*>(w_raw.data());
             const float* xp = x.data();
-            // panels: the copies repacked once (untimed), then matmul_q4_0_panels
+            // panels: the copies repacked once (untimed), then matmul_panels
             std::vector<uint8_t> packed;
             size_t pmat = 0;
+            const cpu::PanelType pt = panels ? panel_type(wtype_name) : cpu::PanelType::Q4_0;
             if (panels) {
-                if (wtype != gguf::GGMLType::Q4_0) throw InputError("[bench] panels=True needs q4_0 weights");
-                pmat = cpu::q4_0_panels_bytes(rows, cols);
+                pmat = cpu::panels_bytes(pt, rows, cols);
                 packed.resize(pmat * static_cast<size_t>(copies));
                 for (int64_t c = 0; c < copies; ++c)
-                    cpu::pack_q4_0_panels(w + static_cast<size_t>(c) * mat, rows, cols, rb,
-                                          packed.data() + static_cast<size_t>(c) * pmat, 0,
-                                          (rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
+                    cpu::pack_panels(pt, w + static_cast<size_t>(c) * mat, rows, cols, rb,
+                                     packed.data() + static_cast<size_t>(c) * pmat, 0,
+                                     (rows + cpu::kPanelRows - 1) / cpu::kPanelRows);
             }
             py::gil_scoped_release nogil;
             auto round = [&] {
                 for (int64_t c = 0; c < copies; ++c) {
                     if (panels)
-                        cpu::matmul_q4_0_panels(k, packed.data() + static_cast<size_t>(c) * pmat, rows, cols, xp, tokens,
-                                                y.data(), n_threads);
+                        cpu::matmul_panels(k, pt, packed.data() + static_cast<size_t>(c) * pmat, rows, cols, xp, tokens,
+                                           y.data(), n_threads);
                     else
                         cpu::matmul(k, wtype, w + static_cast<size_t>(c) * mat, rows, cols, rb, xp, tokens, y.data(),
                                     n_threads);

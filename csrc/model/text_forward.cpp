@@ -12,7 +12,7 @@
 #include "model/text_model.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"
-#include "ops/cpu/q4_0_panels.h"
+#include "ops/cpu/panels.h"
 #include "quant/quant.h"
 #include "runtime/attention.h"
 
@@ -21,8 +21,9 @@ namespace unigemma::model {
 namespace {
 
 void mm(const cpu::KernelTable& k, const Weight& w, const float* x, int64_t n, float* y, int nt, int levels) {
-    if (w.panels && levels == 1 && k.q4_0_panels) {
-        cpu::matmul_q4_0_panels(k, w.panels, w.rows, w.cols, x, n, y, nt);
+    cpu::PanelType pt{};
+    if (w.panels && levels == 1 && cpu::panel_type_for(w.type, &pt)) {
+        cpu::matmul_panels(k, pt, w.panels, w.rows, w.cols, x, n, y, nt);
         return;
     }
     cpu::matmul(k, w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt, levels);

@@ -30,7 +30,7 @@ TextModel::TextModel(std::shared_ptr<const GGUFFile> file) : file_(std::move(fil
     std::vector<Weight*> mats;
     for (auto& l : layers_)
         for (Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) mats.push_back(w);
-    mats.push_back(&output_);  // a tied Q4_0 head too (token lookups still read the GGUF rows)
+    mats.push_back(&output_);  // a tied 4-bit head too (token lookups still read the GGUF rows)
     panels_ = PanelStore::repack(mats, 0);
 }
 

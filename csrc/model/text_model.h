@@ -42,7 +42,7 @@ struct Weight {
     GGMLType type = GGMLType::F32;
     int64_t rows = 0, cols = 0;  // PyTorch [out, in]: rows = ne[1], cols = ne[0]
     size_t row_bytes = 0;
-    // Q4_0 only: the same matrix repacked into 16-row panels (ops/cpu/q4_0_panels.h), owned by
+    // Q4_0 / Q4_K: the same matrix repacked into 16-row panels (ops/cpu/panels.h), owned by
     // the model; nullptr when not repacked. 8-bit activation matmuls read these instead.
     const uint8_t* panels = nullptr;
     explicit operator bool() const { return data != nullptr; }
@@ -98,7 +98,7 @@ public:
     const gguf::GGUFFile& file() const { return *file_; }
     std::shared_ptr<const gguf::GGUFFile> file_ptr() const { return file_; }
     size_t weight_bytes() const;
-    // Bytes of Q4_0 weights held repacked in panels (0: none; see weight_panels.h).
+    // Bytes of weights held repacked in panels (0: none; see weight_panels.h).
     size_t panel_bytes() const { return panels_ ? panels_->bytes() : 0; }
 
 private:

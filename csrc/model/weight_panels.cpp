@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "model/text_model.h"
 #include "ops/cpu/kernels.h"
-#include "ops/cpu/q4_0_panels.h"
+#include "ops/cpu/panels.h"
 #include "runtime/thread_pool.h"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -21,8 +21,11 @@ namespace unigemma::model {
 
 namespace {
 
-bool qualifies(const Weight* w) {
-    return w && w->data && w->type == GGMLType::Q4_0 && w->cols > 0 && w->cols % 32 == 0 && w->rows > 0;
+// The panel type of a weight the selected path can repack, else false.
+bool qualifies(const Weight* w, cpu::PanelType* pt) {
+    if (!w || !w->data || w->rows <= 0 || !cpu::panel_type_for(w->type, pt)) return false;
+    if (!cpu::kernels().panel_dot[static_cast<int>(*pt)]) return false;
+    return w->cols > 0 && w->cols % (*pt == cpu::PanelType::Q4_0 ? 32 : 256) == 0;
 }
 
 // Drops the whole pages inside [p, p + n) from this process (file-backed: refetched on use).
@@ -42,22 +45,22 @@ void drop_pages(const uint8_t* p, size_t n) {
 
 bool repack_enabled() {
     const char* e = std::getenv("UNIGEMMA_REPACK");
-    if (e && std::string(e) == "0") return false;
-    return cpu::kernels().q4_0_panels != nullptr;
+    return !(e && std::string(e) == "0");
 }
 
 std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, int n_threads) {
     if (!repack_enabled()) return nullptr;
     size_t total = 0;
+    cpu::PanelType pt{};
     for (const Weight* w : ws)
-        if (qualifies(w)) total += cpu::q4_0_panels_bytes(w->rows, w->cols);
+        if (qualifies(w, &pt)) total += cpu::panels_bytes(pt, w->rows, w->cols);
     if (total == 0) return nullptr;
     std::unique_ptr<PanelStore> s(new PanelStore());
 #if defined(UG_HAVE_MMAN)
     const size_t huge = size_t(2) << 20;
     s->mapped_ = (total + huge - 1) / huge * huge;
     void* p = mmap(nullptr, s->mapped_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw ModelError("[model] cannot allocate " + std::to_string(total) + " bytes for Q4_0 panels");
+    if (p == MAP_FAILED) throw ModelError("[model] cannot allocate " + std::to_string(total) + " bytes for weight panels");
 #if defined(MADV_HUGEPAGE)
     madvise(p, s->mapped_, MADV_HUGEPAGE);
 #endif
@@ -65,12 +68,12 @@ std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, i
 #else
     s->mapped_ = total;
     s->base_ = static_cast<uint8_t*>(std::malloc(total));
-    if (!s->base_) throw ModelError("[model] cannot allocate " + std::to_string(total) + " bytes for Q4_0 panels");
+    if (!s->base_) throw ModelError("[model] cannot allocate " + std::to_string(total) + " bytes for weight panels");
 #endif
     s->bytes_ = total;
     size_t off = 0;
     for (Weight* w : ws) {
-        if (!qualifies(w)) continue;
+        if (!qualifies(w, &pt)) continue;
         uint8_t* dst = s->base_ + off;
         const int64_t n_panels = (w->rows + cpu::kPanelRows - 1) / cpu::kPanelRows;
         constexpr int64_t kPanelsPerTask = 16;
@@ -78,13 +81,13 @@ std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, i
             (n_panels + kPanelsPerTask - 1) / kPanelsPerTask,
             [&](int64_t t, int) {
                 const int64_t p0 = t * kPanelsPerTask;
-                cpu::pack_q4_0_panels(w->data, w->rows, w->cols, w->row_bytes, dst, p0,
-                                      std::min(n_panels, p0 + kPanelsPerTask));
+                cpu::pack_panels(pt, w->data, w->rows, w->cols, w->row_bytes, dst, p0,
+                                 std::min(n_panels, p0 + kPanelsPerTask));
             },
             n_threads);
         drop_pages(w->data, w->row_bytes * static_cast<size_t>(w->rows));
         w->panels = dst;
-        off += cpu::q4_0_panels_bytes(w->rows, w->cols);
+        off += cpu::panels_bytes(pt, w->rows, w->cols);
     }
     return s;
 }

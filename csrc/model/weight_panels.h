@@ -1,16 +1,16 @@
-// Load-time repacking of a model's Q4_0 matrices into 16-row panels (ops/cpu/q4_0_panels.h),
-// which decode about 2x faster than the GGUF row layout and make prefill GEMMs
+// Load-time repacking of a model's Q4_0 and Q4_K matrices into 16-row panels
+// (ops/cpu/panels.h), which decode faster than the GGUF row layout and make prefill GEMMs
 // compute-efficient.
 //
 // Memory: the panels live in one anonymous mapping (transparent huge pages requested: a GEMV
-// streams it linearly), the same size as the Q4_0 data. After a matrix is repacked, the pages
+// streams it linearly), the size of the GGUF data (Q4_K: +2.8%). After a matrix is repacked, the pages
 // of its GGUF bytes are dropped from this process with madvise(MADV_DONTNEED): the file
 // mapping is shared and read-only, so a later read (a matmul with 16-bit activations, which
 // keeps the GGUF layout) simply faults them back in from the page cache. Peak resident memory
 // while loading is thus the panels plus the matrix being repacked, not twice the weights.
 //
-// Enabled when the selected kernel path has a panel kernel (AVX2, AVX-512) unless the
-// environment sets UNIGEMMA_REPACK=0.
+// A weight is repacked when the selected kernel path has a panel kernel for its type (AVX2,
+// AVX-512), unless the environment sets UNIGEMMA_REPACK=0.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,7 +23,7 @@ struct Weight;
 
 class PanelStore {
 public:
-    // Repacks every Q4_0 weight in `ws` whose cols are a multiple of 32 (sets Weight::panels).
+    // Repacks every Q4_0 / Q4_K weight in `ws` the path has a kernel for (sets Weight::panels).
     // Returns nullptr when repacking is off or nothing qualifies.
     static std::unique_ptr<PanelStore> repack(const std::vector<Weight*>& ws, int n_threads);
     ~PanelStore();
@@ -38,7 +38,7 @@ private:
     size_t mapped_ = 0;    // mapping length
 };
 
-// Whether load-time repacking is on (environment and kernel path).
+// Whether load-time repacking is on (UNIGEMMA_REPACK).
 bool repack_enabled();
 
 }  // namespace unigemma::model

@@ -1,9 +1,10 @@
-// Q4_0 panel kernel, AVX2 (layout and arithmetic: q4_0_panels.h; reference:
-// scalar_panels.cpp, matched bit for bit). A 16-row panel is two 8-row halves, one ymm
+// Panel kernels, AVX2 (layouts and arithmetic: panels.h; reference: scalar_panels.cpp,
+// matched bit for bit). A 16-row panel is two 8-row halves, one ymm
 // each (row i's 4 codes of a group in 32-bit lane i % 8 of half i / 8). Per half, block and
 // token: 8 vpmaddubsw (u8 codes x broadcast s8 activation groups, |pair| <= 3840) summed as
 // int16 (<= 30720), one vpmaddwd against ones, minus the offset sum, to float, times
-// d_w * d_x, one FMA.
+// d_w * d_x, one FMA. Q4_K: the same dot per 32-element sub-block, times the rows' scales
+// (vpmulld) into an int32 super-block sum, the mins term likewise, two FMAs per super-block.
 #include <immintrin.h>
 
 #include <cstring>
@@ -26,6 +27,80 @@ inline __m256i bcast4(const int8_t* p) {
     int32_t v;
     std::memcpy(&v, p, 4);
     return _mm256_set1_epi32(v);
+}
+
+// sum_g w[g] . broadcast(x[4g .. 4g+3]) over 8 groups, int32 per lane.
+inline __m256i dot8(const __m256i (&w)[8], const int8_t* x) {
+    __m256i s = _mm256_maddubs_epi16(w[0], bcast4(x));
+    UG_UNROLL
+    for (int g = 1; g < 8; ++g) s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[g], bcast4(x + 4 * g)));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
+template <int NC>
+void run_k(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    const int64_t cols = nb * 256;
+    __m256 acc[NC][2];
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    const __m256i lo = _mm256_set1_epi8(0x0f);
+    for (int64_t s = 0; s < nb; ++s) {
+        const uint8_t* pb = panel + s * 2368;
+        for (int h = 0; h < 2; ++h) {
+            __m256i isum[NC];
+            UG_UNROLL
+            for (int c = 0; c < NC; ++c) isum[c] = _mm256_setzero_si256();
+            for (int j = 0; j < 8; ++j) {
+                const uint8_t* pv = pb + 64 * 8 * (j / 2) + 32 * h;
+                __m256i w[8];
+                UG_UNROLL
+                for (int g = 0; g < 8; ++g) {
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pv + 64 * g));
+                    w[g] = _mm256_and_si256(j & 1 ? _mm256_srli_epi16(v, 4) : v, lo);
+                }
+                const __m256i sc =
+                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(pb + 2048 + 16 * j + 8 * h)));
+                UG_UNROLL
+                for (int c = 0; c < NC; ++c) {
+                    const auto* x = reinterpret_cast<const int8_t*>(act + static_cast<size_t>(c) * as) + 256 * s + 32 * j;
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(dot8(w, x), sc));
+                }
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 2304 + 16 * h)));
+            const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 2336 + 16 * h)));
+            UG_UNROLL
+            for (int c = 0; c < NC; ++c) {
+                const uint8_t* at = act + static_cast<size_t>(c) * as;
+                float xd;
+                int32_t xs[8];
+                std::memcpy(&xd, at + cols + 4 * s, 4);
+                std::memcpy(xs, at + cols + 4 * nb + 32 * s, 32);
+                __m256i ms = _mm256_setzero_si256();
+                for (int j = 0; j < 8; ++j) {
+                    const __m256i m = _mm256_cvtepu8_epi32(
+                        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(pb + 2176 + 16 * j + 8 * h)));
+                    ms = _mm256_add_epi32(ms, _mm256_mullo_epi32(m, _mm256_set1_epi32(xs[j])));
+                }
+                const __m256 vx = _mm256_set1_ps(xd);
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_mul_ps(dw, vx), acc[c][h]);
+                acc[c][h] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dm, vx), acc[c][h]);
+            }
+        }
+    }
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) {
+        _mm256_storeu_ps(out + c * os, acc[c][0]);
+        _mm256_storeu_ps(out + c * os + 8, acc[c][1]);
+    }
+}
+
+void q4_k_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
+    static constexpr Fn tbl[2] = {run_k<1>, run_k<2>};
+    for (int c = 0; c < nc; c += 2) {
+        const int m = nc - c < 2 ? nc - c : 2;
+        tbl[m - 1](nb, out + c * os, os, panel, act + static_cast<size_t>(c) * as, as);
+    }
 }
 
 template <int NC>
@@ -85,6 +160,9 @@ void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* pane
 
 }  // namespace
 
-void add_panel_kernels_avx2(KernelTable& t) { t.q4_0_panels = q4_0_panels; }
+void add_panel_kernels_avx2(KernelTable& t) {
+    t.panel_dot[static_cast<int>(PanelType::Q4_0)] = q4_0_panels;
+    t.panel_dot[static_cast<int>(PanelType::Q4_K)] = q4_k_panels;
+}
 
 }  // namespace unigemma::cpu

@@ -1,5 +1,5 @@
-// Q4_0 panel kernel, AVX-512 (layout and arithmetic: q4_0_panels.h; reference:
-// scalar_panels.cpp, matched bit for bit).
+// Panel kernels, AVX-512 (layouts and arithmetic: panels.h; reference: scalar_panels.cpp,
+// matched bit for bit).
 //
 // Per block: the four 64-byte nibble vectors give 8 code vectors (& 0x0f, >> 4 & 0x0f): code
 // vector g holds elements 4g..4g+3 of each of the 16 rows, one row per 32-bit lane. For each
@@ -8,6 +8,9 @@
 // 128) summed as int16 (8 of them: <= 30720, no overflow) and one vpmaddwd against ones.
 // Then per token: int - s (offset 8 * sum q), to float, times d_w[16] * d_x, one FMA into the
 // token's 16-row accumulator. Tokens are a template parameter so accumulators stay in zmm.
+// Q4_K: the same 8-vector dot per 32-element sub-block j, times the rows' scales sc_j
+// (vpmulld) into an int32 super-block sum; the mins term sum_j m_j * sums_j likewise; two
+// FMAs per super-block.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -90,6 +93,66 @@ void run(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t
     for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + c * os, acc[c]);
 }
 
+template <bool V, int NC>
+void run_k(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    const int64_t cols = nb * 256;
+    __m512 acc[NC];
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
+    const __m512i lo = _mm512_set1_epi8(0x0f);
+    for (int64_t s = 0; s < nb; ++s) {
+        const uint8_t* pb = panel + s * 2368;
+        __m512i isum[NC];
+        UG_UNROLL
+        for (int c = 0; c < NC; ++c) isum[c] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j) {
+            const uint8_t* pv = pb + 64 * 8 * (j / 2);
+            __m512i w[8];
+            if (j & 1) {
+                UG_UNROLL
+                for (int g = 0; g < 8; ++g) w[g] = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(pv + 64 * g), 4), lo);
+            } else {
+                UG_UNROLL
+                for (int g = 0; g < 8; ++g) w[g] = _mm512_and_si512(_mm512_loadu_si512(pv + 64 * g), lo);
+            }
+            const __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 2048 + 16 * j)));
+            UG_UNROLL
+            for (int c = 0; c < NC; ++c) {
+                const auto* x = reinterpret_cast<const int8_t*>(act + static_cast<size_t>(c) * as) + 256 * s + 32 * j;
+                isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(block_dot<V>(w, x), sc));
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 2304)));
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 2336)));
+        UG_UNROLL
+        for (int c = 0; c < NC; ++c) {
+            const uint8_t* at = act + static_cast<size_t>(c) * as;
+            float xd;
+            int32_t xs[8];
+            std::memcpy(&xd, at + cols + 4 * s, 4);
+            std::memcpy(xs, at + cols + 4 * nb + 32 * s, 32);
+            __m512i ms = _mm512_setzero_si512();
+            for (int j = 0; j < 8; ++j) {
+                const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 2176 + 16 * j)));
+                ms = _mm512_add_epi32(ms, _mm512_mullo_epi32(m, _mm512_set1_epi32(xs[j])));
+            }
+            const __m512 vx = _mm512_set1_ps(xd);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dw, vx), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms), _mm512_mul_ps(dm, vx), acc[c]);
+        }
+    }
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+
+template <bool V>
+void q4_k_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
+    static constexpr Fn tbl[8] = {run_k<V, 1>, run_k<V, 2>, run_k<V, 3>, run_k<V, 4>,
+                                  run_k<V, 5>, run_k<V, 6>, run_k<V, 7>, run_k<V, 8>};
+    tbl[nc - 1](nb, out, os, panel, act, as);
+}
+
 template <bool V>
 void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
     using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
@@ -101,7 +164,8 @@ void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* pane
 }  // namespace
 
 void add_panel_kernels_avx512(KernelTable& t, bool vnni) {
-    t.q4_0_panels = vnni ? q4_0_panels<true> : q4_0_panels<false>;
+    t.panel_dot[static_cast<int>(PanelType::Q4_0)] = vnni ? q4_0_panels<true> : q4_0_panels<false>;
+    t.panel_dot[static_cast<int>(PanelType::Q4_K)] = vnni ? q4_k_panels<true> : q4_k_panels<false>;
 }
 
 }  // namespace unigemma::cpu

@@ -46,9 +46,11 @@ constexpr int kTileCols = 4;
 using TileDotFn = void (*)(int64_t n, int nr, int nc, float* out, int64_t out_stride, const void* w,
                            size_t w_stride, const void* x, size_t x_stride);
 
-// Q4_0 panel kernel (ops/cpu/q4_0_panels.h: layout and exact arithmetic): 16 rows of one
-// panel (nb blocks) x nc tokens (1 <= nc <= 8) of panel activations (act_stride bytes apart):
+// Panel kernels (ops/cpu/panels.h: layouts and exact arithmetic): 16 rows of one panel (nb
+// blocks) x nc tokens (1 <= nc <= 8) of panel activations (act_stride bytes apart):
 //   out[c * out_stride + i], i < 16, c < nc.
+enum class PanelType : int { Q4_0 = 0, Q4_K = 1 };
+constexpr int kPanelTypes = 2;
 using PanelDotFn = void (*)(int64_t nb, int nc, float* out, int64_t out_stride, const uint8_t* panel,
                             const uint8_t* act, size_t act_stride);
 
@@ -73,9 +75,9 @@ struct KernelTable {
     // NEOX RoPE on one head of dim d: pairs (i, i + d/2) rotate by pos * inv_freq[i]
     // (inv_freq[i] = 0 leaves the pair unrotated: proportional RoPE).
     void (*rope_neox)(float* x, int64_t d, float pos, const float* inv_freq) = nullptr;
-    // Q4_0 panels. Not filled from the scalar table: a path without its own kernel keeps the
-    // GGUF layout (the model only repacks when the selected path has one).
-    PanelDotFn q4_0_panels = nullptr;
+    // Panel kernels, indexed by PanelType. Not filled from the scalar table: a path without its
+    // own kernel keeps the GGUF layout (the model only repacks when the selected path has one).
+    PanelDotFn panel_dot[kPanelTypes] = {};
 };
 
 // The table of one path; throws InputError if that path is not compiled in or the CPU
@@ -88,7 +90,7 @@ const KernelTable& kernels();
 // added to its table by the table constructor.
 void add_row_kernels_avx2(KernelTable& t);
 void add_row_kernels_avx512(KernelTable& t);
-// Q4_0 panel kernels of a path (ops/cpu/<isa>_panels.cpp).
+// Panel kernels of a path (ops/cpu/<isa>_panels.cpp).
 void add_panel_kernels_scalar(KernelTable& t);  // the reference
 void add_panel_kernels_avx2(KernelTable& t);
 void add_panel_kernels_avx512(KernelTable& t, bool vnni);
