@@ -1,4 +1,4 @@
-"""Q4_0 / Q4_K weights repacked into 16-row panels (csrc/ops/cpu/panels.h).
+"""Q4_0 / Q4_K / Q6_K weights repacked into 16-row panels (csrc/ops/cpu/panels.h).
 
 * Kernel: every ISA path that has a panel kernel gives bitwise the scalar reference's result;
   the result is within the float64 error bound of the dequantized weights times the input
@@ -22,9 +22,9 @@ from test_matmul import ISAS, dequant, error_bound
 from unigemma import InputError
 from unigemma import _core as core
 
-WTYPES = ["q4_0", "q4_k"]
+WTYPES = ["q4_0", "q4_k", "q6_k"]
 PANEL_ISAS = {t: [i for i in ISAS if core.has_panels(t, i)] for t in WTYPES}
-BLOCK_BYTES = {"q4_0": (32, 288), "q4_k": (256, 2368)}
+BLOCK_BYTES = {"q4_0": (32, 288), "q4_k": (256, 2368), "q6_k": (256, 3424)}
 
 
 def _case(wtype, rows, cols, tokens, seed):
@@ -35,7 +35,8 @@ def _case(wtype, rows, cols, tokens, seed):
 
 
 SHAPES = {"q4_0": [(16, 32, 1), (1, 64, 1), (37, 96, 3), (50, 256, 8), (64, 512, 9), (33, 3840, 17), (160, 160, 40)],
-          "q4_k": [(16, 256, 1), (1, 512, 2), (37, 256, 3), (50, 768, 8), (33, 3840, 17), (80, 512, 40)]}
+          "q4_k": [(16, 256, 1), (1, 512, 2), (37, 256, 3), (50, 768, 8), (33, 3840, 17), (80, 512, 40)],
+          "q6_k": [(16, 256, 1), (1, 512, 2), (37, 256, 3), (50, 768, 8), (33, 3840, 17), (80, 512, 40)]}
 CASES = [(t, isa, *shape) for t in WTYPES for isa in PANEL_ISAS[t] for shape in SHAPES[t]]
 
 
@@ -69,7 +70,7 @@ def test_kernel_matches_scalar_bitwise_and_float64_bound(wtype, isa, rows, cols,
 
 @pytest.mark.parametrize("wtype,rows,cols,tokens", [("q4_0", 83, 256, 20), ("q4_0", 16, 3840, 9),
                                                     ("q4_0", 130, 512, 33), ("q4_k", 83, 512, 20),
-                                                    ("q4_k", 130, 256, 33)])
+                                                    ("q4_k", 130, 256, 33), ("q6_k", 83, 512, 20)])
 def test_batch_and_thread_invariance(wtype, rows, cols, tokens):
     raw, x = _case(wtype, rows, cols, tokens, 7)
     p = core.pack_panels(raw, wtype, rows, cols)
@@ -109,6 +110,8 @@ def test_errors():
         core.pack_panels(raw, "q4_k", 1, 64)
     with pytest.raises(InputError, match="no panel format"):
         core.pack_panels(raw, "q8_0", 16, 32)
+    with pytest.raises(InputError, match="block size 256"):
+        core.pack_panels(raw, "q6_k", 1, 64)
     with pytest.raises(InputError, match="smaller"):
         core.matmul_panels(p[:-1], "q4_0", 16, 64, x)
     with pytest.raises(InputError, match="tokens, cols"):

@@ -33,7 +33,7 @@ const cpu::KernelTable& table_for(const std::optional<std::string>& isa) {
 cpu::PanelType panel_type(const std::string& wtype) {
     cpu::PanelType pt{};
     if (!cpu::panel_type_for(gguf::type_from_name(wtype), &pt))
-        throw InputError("[panels] no panel format for weight type " + wtype + " (q4_0, q4_k)");
+        throw InputError("[panels] no panel format for weight type " + wtype + " (q4_0, q4_k, q6_k)");
     return pt;
 }
 
@@ -110,7 +110,7 @@ void init_matmul(py::module_& m) {
             return out;
         },
         py::arg("w_raw"), py::arg("wtype"), py::arg("rows"), py::arg("cols"),
-        "A q4_0 / q4_k rows x cols matrix (raw GGUF blocks) repacked into 16-row panels (ops/cpu/panels.h).");
+        "A q4_0 / q4_k / q6_k rows x cols matrix (raw GGUF blocks) repacked into 16-row panels (ops/cpu/panels.h).");
     m.def(
         "matmul_panels",
         [](const py::array_t<uint8_t, py::array::c_style>& panels, const std::string& wtype, int64_t rows, int64_t cols,

@@ -10,7 +10,10 @@
 // token's 16-row accumulator. Tokens are a template parameter so accumulators stay in zmm.
 // Q4_K: the same 8-vector dot per 32-element sub-block j, times the rows' scales sc_j
 // (vpmulld) into an int32 super-block sum; the mins term sum_j m_j * sums_j likewise; two
-// FMAs per super-block.
+// FMAs per super-block. Q6_K: signed codes c - 32 rebuilt from nibble | 2 high bits; per
+// 16-element sub-block, vpmaddubsw of unsigned activations q + 128 with the codes, two groups
+// per int16 sum, times the rows' scales as int16 pairs (vpdpwssd / vpmaddwd) into int32;
+// minus 128 x the precomputed weight sums; one FMA per super-block. No vpmulld.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -37,6 +40,13 @@ inline __m512i bcast4(const int8_t* p) {
     int32_t v;
     std::memcpy(&v, p, 4);
     return _mm512_set1_epi32(v);
+}
+
+// int16 pair dot added to acc (vpdpwssd, else vpmaddwd + add).
+template <bool V>
+inline __m512i dot_s16(__m512i acc, __m512i a, __m512i b) {
+    if constexpr (V) return _mm512_dpwssd_epi32(acc, a, b);
+    else return _mm512_add_epi32(acc, _mm512_madd_epi16(a, b));
 }
 
 template <bool V>
@@ -153,6 +163,71 @@ void q4_k_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* pane
     tbl[nc - 1](nb, out, os, panel, act, as);
 }
 
+template <bool V, int NC>
+void run_6(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    const int64_t cols = nb * 256;
+    __m512 acc[NC];
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_ps();
+    const __m512i lo = _mm512_set1_epi8(0x0f);
+    const __m512i hm = _mm512_set1_epi8(0x30);
+    const __m512i b32 = _mm512_set1_epi8(32);
+    for (int64_t s = 0; s < nb; ++s) {
+        const uint8_t* pb = panel + s * 3424;
+        __m512i isum[NC];
+        UG_UNROLL
+        for (int c = 0; c < NC; ++c) isum[c] = _mm512_setzero_si512();
+        UG_UNROLL
+        for (int k = 0; k < 16; ++k) {
+            const int h = k / 8, m = (k % 8) / 2, half = k % 2;
+            __m512i w[4];  // signed codes c - 32 of groups 4 half .. 4 half + 3
+            UG_UNROLL
+            for (int q = 0; q < 4; ++q) {
+                const int g = 4 * half + q;
+                const __m512i L = _mm512_loadu_si512(pb + 64 * (16 * h + 8 * (m & 1) + g));
+                const __m512i H = _mm512_loadu_si512(pb + 2048 + 64 * (8 * h + g));
+                const __m512i low = _mm512_and_si512(m < 2 ? L : _mm512_srli_epi16(L, 4), lo);
+                const __m512i hi = m == 0 ? _mm512_slli_epi16(H, 4)
+                                   : m == 1 ? _mm512_slli_epi16(H, 2)
+                                   : m == 2 ? H
+                                            : _mm512_srli_epi16(H, 2);
+                w[q] = _mm512_sub_epi8(_mm512_or_si512(low, _mm512_and_si512(hi, hm)), b32);
+            }
+            // (sc, sc) int16 per lane: the madd / dpwssd multiplier of the lane's two int16 sums
+            const __m512i sc32 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 3072 + 16 * k)));
+            const __m512i scw = _mm512_or_si512(_mm512_and_si512(sc32, _mm512_set1_epi32(0xffff)), _mm512_slli_epi32(sc32, 16));
+            UG_UNROLL
+            for (int c = 0; c < NC; ++c) {
+                const auto* x = reinterpret_cast<const int8_t*>(act + static_cast<size_t>(c) * as) + 256 * s + 128 * h +
+                                32 * m + 16 * half;
+                // (q + 128) u8 x (c - 32) s8 pairs, two groups per int16 sum: |.| <= 4 * 255 * 32 < 2^15
+                const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(bcast4(x), w[0]), _mm512_maddubs_epi16(bcast4(x + 4), w[1]));
+                const __m512i r = _mm512_add_epi16(_mm512_maddubs_epi16(bcast4(x + 8), w[2]), _mm512_maddubs_epi16(bcast4(x + 12), w[3]));
+                isum[c] = dot_s16<V>(dot_s16<V>(isum[c], p, scw), r, scw);
+            }
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pb + 3328)));
+        const __m512i wsum = _mm512_slli_epi32(_mm512_loadu_si512(pb + 3360), 7);
+        UG_UNROLL
+        for (int c = 0; c < NC; ++c) {
+            float xd;
+            std::memcpy(&xd, act + static_cast<size_t>(c) * as + cols + 4 * s, 4);
+            const __m512i t = _mm512_sub_epi32(isum[c], wsum);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_set1_ps(xd)), acc[c]);
+        }
+    }
+    UG_UNROLL
+    for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+
+template <bool V>
+void q6_k_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
+    using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
+    static constexpr Fn tbl[8] = {run_6<V, 1>, run_6<V, 2>, run_6<V, 3>, run_6<V, 4>,
+                                  run_6<V, 5>, run_6<V, 6>, run_6<V, 7>, run_6<V, 8>};
+    tbl[nc - 1](nb, out, os, panel, act, as);
+}
+
 template <bool V>
 void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* panel, const uint8_t* act, size_t as) {
     using Fn = void (*)(int64_t, float*, int64_t, const uint8_t*, const uint8_t*, size_t);
@@ -166,6 +241,7 @@ void q4_0_panels(int64_t nb, int nc, float* out, int64_t os, const uint8_t* pane
 void add_panel_kernels_avx512(KernelTable& t, bool vnni) {
     t.panel_dot[static_cast<int>(PanelType::Q4_0)] = vnni ? q4_0_panels<true> : q4_0_panels<false>;
     t.panel_dot[static_cast<int>(PanelType::Q4_K)] = vnni ? q4_k_panels<true> : q4_k_panels<false>;
+    t.panel_dot[static_cast<int>(PanelType::Q6_K)] = vnni ? q6_k_panels<true> : q6_k_panels<false>;
 }
 
 }  // namespace unigemma::cpu

@@ -49,8 +49,8 @@ using TileDotFn = void (*)(int64_t n, int nr, int nc, float* out, int64_t out_st
 // Panel kernels (ops/cpu/panels.h: layouts and exact arithmetic): 16 rows of one panel (nb
 // blocks) x nc tokens (1 <= nc <= 8) of panel activations (act_stride bytes apart):
 //   out[c * out_stride + i], i < 16, c < nc.
-enum class PanelType : int { Q4_0 = 0, Q4_K = 1 };
-constexpr int kPanelTypes = 2;
+enum class PanelType : int { Q4_0 = 0, Q4_K = 1, Q6_K = 2 };
+constexpr int kPanelTypes = 3;
 using PanelDotFn = void (*)(int64_t nb, int nc, float* out, int64_t out_stride, const uint8_t* panel,
                             const uint8_t* act, size_t act_stride);
 

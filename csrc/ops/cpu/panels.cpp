@@ -45,6 +45,7 @@ struct Spec {
 constexpr Spec kSpecs[kPanelTypes] = {
     {32, 18, 288, 1, GGMLType::Q8_0, "Q4_0"},
     {256, 144, 2368, 8, GGMLType::Q8_K, "Q4_K"},
+    {256, 210, 3424, 0, GGMLType::Q8_K, "Q6_K"},
 };
 const Spec& spec(PanelType pt) { return kSpecs[static_cast<int>(pt)]; }
 
@@ -111,11 +112,32 @@ struct ActBuffer {
 };
 thread_local ActBuffer t_act;
 
+// Q6_K: ql in 32 groups of 4, qh in 16 groups of 4, int8 scales, d.
+void pack_block_q6_k(const uint8_t* blk, uint8_t* pd, int i) {
+    quant::BlockQ6_K b;
+    std::memcpy(&b, blk, sizeof(b));
+    for (int v = 0; v < 32; ++v) std::memcpy(pd + 64 * v + 4 * i, b.ql + 4 * v, 4);
+    for (int v = 0; v < 16; ++v) std::memcpy(pd + 2048 + 64 * v + 4 * i, b.qh + 4 * v, 4);
+    for (int k = 0; k < 16; ++k) pd[3072 + 16 * k + i] = static_cast<uint8_t>(b.scales[k]);
+    std::memcpy(pd + 3328 + 2 * i, &b.d, 2);
+    // wsum = sum_k sc_k sum_(e in k) (code_e - 32); element 128 h + 32 m + l of the block
+    int32_t wsum = 0;
+    for (int h = 0; h < 2; ++h)
+        for (int m = 0; m < 4; ++m)
+            for (int l = 0; l < 32; ++l) {
+                const uint8_t ql = b.ql[64 * h + 32 * (m & 1) + l];
+                const int code = ((m < 2 ? ql & 0x0f : ql >> 4) | (((b.qh[32 * h + l] >> (2 * m)) & 3) << 4));
+                wsum += b.scales[8 * h + 2 * m + l / 16] * (code - 32);
+            }
+    std::memcpy(pd + 3360 + 4 * i, &wsum, 4);
+}
+
 }  // namespace
 
 bool panel_type_for(GGMLType t, PanelType* out) {
     if (t == GGMLType::Q4_0) *out = PanelType::Q4_0;
     else if (t == GGMLType::Q4_K) *out = PanelType::Q4_K;
+    else if (t == GGMLType::Q6_K) *out = PanelType::Q6_K;
     else return false;
     return true;
 }
@@ -145,8 +167,10 @@ void pack_panels(PanelType pt, const void* w, int64_t rows, int64_t cols, size_t
                 const uint8_t* blk = src + static_cast<size_t>(r) * w_row_stride + static_cast<size_t>(b) * sp.src_bytes;
                 if (pt == PanelType::Q4_0)
                     pack_block_q4_0(blk, pd, i);
-                else
+                else if (pt == PanelType::Q4_K)
                     pack_block_q4_k(blk, pd, i);
+                else
+                    pack_block_q6_k(blk, pd, i);
             }
         }
     }
@@ -193,7 +217,9 @@ void matmul_panels(const KernelTable& k, PanelType pt, const uint8_t* panels, in
                 q = reinterpret_cast<const int8_t*>(blk + 4);
             }
             std::memcpy(at + b * sp.elems, q, static_cast<size_t>(sp.elems));
-            const int64_t per = sp.elems / sp.sums;
+            if (pt == PanelType::Q6_K)  // unsigned q + 128
+                for (int64_t e = 0; e < sp.elems; ++e) at[b * sp.elems + e] ^= 0x80;
+            const int64_t per = sp.sums ? sp.elems / sp.sums : 0;
             for (int j = 0; j < sp.sums; ++j) {
                 int32_t sum = 0;
                 for (int64_t e = 0; e < per; ++e) sum += q[j * per + e];
