@@ -113,6 +113,7 @@ const KernelTable& kernels_for(const std::string& isa) {
     if (!t) throw InputError("[kernels] ISA path '" + isa + "' is not compiled into this build");
     const KernelTable* s = scalar_table();
     auto m = merged(*t, *s);
+    add_attention_kernels(*m, isa);
     const KernelTable& ref = *m;
     cache.emplace(isa, std::move(m));
     return ref;

@@ -54,6 +54,27 @@ constexpr int kPanelTypes = 3;
 using PanelDotFn = void (*)(int64_t nb, int nc, float* out, int64_t out_stride, const uint8_t* panel,
                             const uint8_t* act, size_t act_stride);
 
+// Attention kernels (KernelTable::kv_row_f32 / attn_*), all on float32 rows of d elements:
+//   scores:  s[r * s_stride + j] = sum_i q[r * q_stride + i] * k[j * k_stride + i], r < nr, j < nk.
+//            Each s entry is one dot computed the same way whatever nr, nk and its place in
+//            the tile (no tile-shape-dependent summation order).
+//   softmax: one step of the online softmax for rows r < nr over their visible columns
+//            [a[r], b[r]] of the score block (rows with a[r] > b[r] are skipped, untouched):
+//              t_j = scale * s_j; m' = max(m[r], max_j t_j); alpha[r] = exp(m[r] - m')
+//              (0 when m[r] = -inf); s_j <- p_j = exp(t_j - m') for j in [a, b];
+//              l[r] <- l[r] * alpha[r] + sum_j p_j; m[r] <- m'.
+//            Column j of the block must mean the same key position in every call (blocks are
+//            aligned to absolute positions), which makes the sum order per row fixed.
+//   pv:      o[r * o_stride + i] += sum_{j = a[r]..b[r], ascending} p[r * p_stride + j] * v[j * v_stride + i]
+//            (one float32 multiply-add per term, j ascending; rows with a[r] > b[r] untouched).
+using AttnRowF32Fn = void (*)(int64_t n, const void* row, float* out);
+using AttnScoresFn = void (*)(int64_t d, int nr, int nk, const float* q, int64_t q_stride, const float* k,
+                              int64_t k_stride, float* s, int64_t s_stride);
+using AttnSoftmaxFn = void (*)(int nr, float* s, int64_t s_stride, const int* a, const int* b, float scale, float* m,
+                               float* l, float* alpha);
+using AttnPvFn = void (*)(int64_t d, int nr, const int* a, const int* b, const float* p, int64_t p_stride,
+                          const float* v, int64_t v_stride, float* o, int64_t o_stride);
+
 struct KernelTable {
     const char* isa = nullptr;
     VecDotFn vec_dot[kMaxTypeId] = {};          // indexed by weight type id
@@ -78,6 +99,18 @@ struct KernelTable {
     // Panel kernels, indexed by PanelType. Not filled from the scalar table: a path without its
     // own kernel keeps the GGUF layout (the model only repacks when the selected path has one).
     PanelDotFn panel_dot[kPanelTypes] = {};
+
+    // ---- Attention (ops/cpu/<isa>_attention.cpp; how they combine: runtime/attention.cpp).
+    // Filled for every path by add_attention_kernels(); the SIMD paths' results differ from
+    // the scalar reference only by float32 rounding. Each is a pure per-row function: a
+    // row's results never depend on the other rows of the call (the batch invariance that
+    // speculative decoding relies on).
+    // KV-cache row -> float32: out[i] = row[i], i < n (exact for F32/F16; d * q for Q8_0/Q4_0,
+    // one float32 product per element, n a multiple of 32 there).
+    AttnRowF32Fn kv_row_f32[kMaxTypeId] = {};  // indexed by row type id
+    AttnScoresFn attn_scores = nullptr;
+    AttnSoftmaxFn attn_softmax = nullptr;
+    AttnPvFn attn_pv = nullptr;
 };
 
 // The table of one path; throws InputError if that path is not compiled in or the CPU
@@ -94,6 +127,14 @@ void add_row_kernels_avx512(KernelTable& t);
 void add_panel_kernels_scalar(KernelTable& t);  // the reference
 void add_panel_kernels_avx2(KernelTable& t);
 void add_panel_kernels_avx512(KernelTable& t, bool vnni);
+
+// Attention kernels of a path (ops/cpu/<isa>_attention.cpp): add_attention_kernels(t, isa)
+// sets those of the named path (kernels_for() names; the scalar ones where the path has
+// none, as on NEON for now) on a merged table.
+void add_attention_kernels(KernelTable& t, const std::string& isa);
+void add_attention_kernels_scalar(KernelTable& t);
+void add_attention_kernels_avx2(KernelTable& t);
+void add_attention_kernels_avx512(KernelTable& t);
 
 // Per-ISA table constructors (one per ops/cpu/<isa>.cpp); return nullptr when not built.
 const KernelTable* scalar_table();
