@@ -73,7 +73,7 @@ class _BenchCommands(argparse._SubParsersAction):
         self.choices = self._AnyName(self._name_parser_map)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if values and values[0] not in self._name_parser_map.keys():
+        if values and values[0] not in self._name_parser_map:
             values = ["model", *values]
         super().__call__(parser, namespace, values, option_string)
 

@@ -14,9 +14,10 @@ One untimed warm-up repetition comes first (it pages the weights in); -r repetit
 reported as the median, every run and the spread.
 
 Also reported: model open time (load_s), cold time to first token (open + the warm-up's
-depth and prompt prefill: what a fresh process waits), peak RSS of this process (getrusage)
-and RSS right after opening the model, KV bytes allocated / at n_ctx / read per decoded
-token, weight bytes read per decoded token, and the decode bandwidth use:
+depth and prompt prefill: what a fresh process waits), peak RSS of this process (VmHWM
+on Linux, else getrusage's ru_maxrss) and RSS right after opening the model, KV bytes
+allocated / at n_ctx / read per decoded token, weight bytes read per decoded token, and the
+decode bandwidth use:
   decode_bw_gbs = (weight bytes + KV bytes read per token) * decode tok/s,
   decode_bw_fraction = decode_bw_gbs / read_bw_gbs,
 where read_bw_gbs is --bw, or else measured once with the STREAM-style probe of `bench
@@ -103,11 +104,26 @@ def weight_read_bytes(gf) -> int:
 
 # ----------------------------------------------------------------------------- process facts
 
-def peak_rss_bytes() -> int:
+def ru_maxrss_bytes() -> int:
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(r if sys.platform == "darwin" else r * 1024)
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set of this process: Linux's VmHWM (the high-water mark of this
+    process's own memory map), else getrusage's ru_maxrss. On Linux ru_maxrss carries over
+    exec: a process started from a large parent (vfork + exec, as Python's subprocess does)
+    reports at least the parent's peak, so it is only the fallback."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ru_maxrss_bytes()
 
 
 def current_rss_bytes() -> int:
@@ -115,7 +131,7 @@ def current_rss_bytes() -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        return peak_rss_bytes()
+        return ru_maxrss_bytes()
 
 
 def _git_commit() -> str | None:
@@ -244,7 +260,8 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
         "decode_tps": statistics.median(dec) if dec else None, "decode_tps_all": dec,
         "decode_tps_spread": _spread(dec) if dec else None,
         "ttft_s": statistics.median(pre_s), "ttft_s_all": pre_s, "load_s": load_s, "ttft_cold_s": ttft_cold_s,
-        "peak_rss_bytes": peak_rss_bytes(), "rss_after_load_bytes": rss_after_load,
+        "peak_rss_bytes": peak_rss_bytes(), "ru_maxrss_bytes": ru_maxrss_bytes(),
+        "rss_after_load_bytes": rss_after_load,
         "kv_bytes": ctx.kv_bytes, "kv_bytes_at_n_ctx": model.kv_cache_bytes(n_ctx, 512, k_type, v_type),
         "kv_bytes_read_per_token": kv_read,
         "weight_bytes": model.weight_bytes, "weight_bytes_read_per_token": weights_read,
@@ -270,20 +287,21 @@ def format_human(res: dict) -> str:
     ver = res["versions"]
     lines = [
         f"model     {res['model']} ({res['arch']}, {res['n_layer']} layers, file {_gib(res['file_bytes'])})",
-        f"setup     {res['threads']} threads, n_ctx {res['n_ctx']}, depth {res['depth']}, "
-        f"KV {res['kv_type_k']}/{res['kv_type_v']}, act {res['act_precision']}, {res['reps']} reps after 1 warm-up",
-        f"prefill   {res['n_prompt']} tokens: {res['prefill_tps']:.2f} tok/s median "
-        f"(runs {runs(res['prefill_tps_all'], '{:.2f}')}; spread ±{100 * res['prefill_tps_spread']:.1f}%)",
+        (f"setup     {res['threads']} threads, n_ctx {res['n_ctx']}, depth {res['depth']}, "
+         f"KV {res['kv_type_k']}/{res['kv_type_v']}, act {res['act_precision']}, "
+         f"{res['reps']} reps after 1 warm-up"),
+        (f"prefill   {res['n_prompt']} tokens: {res['prefill_tps']:.2f} tok/s median "
+         f"(runs {runs(res['prefill_tps_all'], '{:.2f}')}; spread ±{100 * res['prefill_tps_spread']:.1f}%)"),
     ]
     if res["decode_tps"] is not None:
         lines.append(f"decode    {res['n_gen']} tokens at depth {res['depth']}: {res['decode_tps']:.2f} tok/s median "
                      f"(runs {runs(res['decode_tps_all'], '{:.2f}')}; spread ±{100 * res['decode_tps_spread']:.1f}%)")
     lines += [
-        f"TTFT      {res['ttft_s']:.3f} s (prefill of {res['n_prompt']} tokens); load {res['load_s']:.3f} s; "
-        f"cold {res['ttft_cold_s']:.3f} s (load + first prefill)",
-        f"memory    peak RSS {_gib(res['peak_rss_bytes'])} (after load {_gib(res['rss_after_load_bytes'])}); "
-        f"KV {_gib(res['kv_bytes'])} allocated, {_gib(res['kv_bytes_at_n_ctx'])} at n_ctx; "
-        f"weights {_gib(res['weight_bytes'])}",
+        (f"TTFT      {res['ttft_s']:.3f} s (prefill of {res['n_prompt']} tokens); load {res['load_s']:.3f} s; "
+         f"cold {res['ttft_cold_s']:.3f} s (load + first prefill)"),
+        (f"memory    peak RSS {_gib(res['peak_rss_bytes'])} (after load {_gib(res['rss_after_load_bytes'])}); "
+         f"KV {_gib(res['kv_bytes'])} allocated, {_gib(res['kv_bytes_at_n_ctx'])} at n_ctx; "
+         f"weights {_gib(res['weight_bytes'])}"),
     ]
     src = ("measured: 1 GiB probe, same threads, best of 5" if res["read_bw_source"] == "measured" else "given with --bw")
     if res["decode_bw_gbs"] is not None:
