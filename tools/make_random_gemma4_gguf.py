@@ -4,10 +4,15 @@ straight to disk one tensor at a time (never the whole model in memory), for ben
     python tools/make_random_gemma4_gguf.py --template tiny.gguf --layers 6 --type q4_0 -o g4-12b-6l-q4_0.gguf
 
 --template: any gemma4 GGUF with the 262144-token Gemma 4 tokenizer (e.g. a tiny fixture
-converted by `unigemma convert`): its tokenizer.* keys are copied, so llama.cpp loads the
-result too. Matrices get `--type` (q4_0, q4_k, q8_0, f16), the tied embedding / head Q6_K
-(what llama-quantize gives a tied head for 4-bit types; Q8_0 for --type q8_0), norms F32 in
-[0.5, 1.5), layer scalars 1. Blocks are random valid data (bench_kernels.make_weights).
+converted by `unigemma convert`, such as the test fixture `default` converted to f32): its
+tokenizer.* keys are copied, so llama.cpp loads the result too. Matrices get `--type` (q4_0,
+q4_k, q8_0, f16), the tied embedding / head Q6_K (what llama-quantize gives a tied head for
+4-bit types; Q8_0 for --type q8_0), norms F32 in [0.5, 1.5), layer scalars 1. `--type q4_k_m`
+is llama-quantize's Q4_K_M mix (unigemma.convert.quant_policy.choose_tensor_types): Q4_K
+matrices, Q6_K for attn_v / ffn_down on the layers its "more bits" rule picks and for the
+tied head. Blocks are random valid data (bench_kernels.make_weights), generated and written
+in chunks of at most CHUNK_BYTES, so the writer's memory stays bounded (~0.2 GB for the 12B
+shape, whatever --layers) however large the file.
 Defaults: hidden 3840, FFN 15360, 16 heads, 8 KV heads, head_dim 256 (sliding) / 512 (full),
 window 1024, 5 sliding : 1 full, partial rotary 0.25 on full layers, softcap 30.
 """
@@ -27,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--template", required=True)
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--type", default="q4_0", choices=["q4_0", "q4_k", "q8_0", "f16"])
+    ap.add_argument("--type", default="q4_0", choices=["q4_0", "q4_k", "q4_k_m", "q8_0", "f16"])
     ap.add_argument("--hidden", type=int, default=3840)
     ap.add_argument("--ffn", type=int, default=15360)
     ap.add_argument("--heads", type=int, default=16)
@@ -37,13 +42,18 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.layers < 1:
+        ap.error("--layers must be >= 1")
 
     from unigemma import _core as core
+    from unigemma import open_gguf
 
-    tpl = gguf.GGUFReader(a.template)
-    if tpl.fields["general.architecture"].contents() != "gemma4":
+    # unigemma's reader, not gguf.GGUFReader: that one builds ~0.7 GB of Python objects for the
+    # 262144-token vocabulary alone
+    tpl = open_gguf(a.template)
+    if tpl.get("general.architecture") != "gemma4":
         raise SystemExit("--template must be a gemma4 GGUF")
-    n_vocab = len(tpl.fields["tokenizer.ggml.tokens"].data)
+    n_vocab = len(tpl.get("tokenizer.ggml.tokens"))
     L, H = a.layers, a.hidden
     sliding = [not (i % 6 == 5 or i == L - 1) for i in range(L)]
     out = Path(a.out)
@@ -70,10 +80,10 @@ def main(argv=None) -> int:
     w.add_uint32("gemma4.attention.shared_kv_layers", 0)
     w.add_uint32("gemma4.embedding_length_per_layer_input", 0)
     w.add_final_logit_softcapping(30.0)
-    w.add_file_type({"q4_0": 2, "q4_k": 15, "q8_0": 7, "f16": 1}[a.type])
+    w.add_file_type({"q4_0": 2, "q4_k": 15, "q4_k_m": 15, "q8_0": 7, "f16": 1}[a.type])
     copy_tokenizer_keys(w, tpl)
 
-    mat_t = {"q4_0": "q4_0", "q4_k": "q4_k", "q8_0": "q8_0", "f16": "f16"}[a.type]
+    mat_t = {"q4_0": "q4_0", "q4_k": "q4_k", "q4_k_m": "q4_k", "q8_0": "q8_0", "f16": "f16"}[a.type]
     emb_t = "q8_0" if a.type in ("q8_0",) else ("f16" if a.type == "f16" else "q6_k")
     rng = np.random.default_rng(a.seed)
     tensors = []  # (name, rows, cols, type) ; rows = 0 -> 1-D F32 of cols
@@ -105,14 +115,43 @@ def main(argv=None) -> int:
         vec(p + "post_ffw_norm.weight", H)
         tensors.append((p + "layer_output_scale.weight", 0, 1, "one"))
 
+    if a.type == "q4_k_m":
+        tensors = q4_k_m_types(tensors, L)
     write_tensors(w, tensors, rng, core, a.global_head_dim)
     os.replace(tmp, out)
-    print(f"wrote {out} ({out.stat().st_size / 2**30:.2f} GiB)", file=sys.stderr)
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"wrote {out} ({out.stat().st_size / 2**30:.2f} GiB; writer peak RSS {peak / 2**20:.0f} MiB)",
+          file=sys.stderr)
     return 0
 
 
-def copy_tokenizer_keys(w: gguf.GGUFWriter, tpl: gguf.GGUFReader) -> None:
-    """The template's tokenizer.* keys, so llama.cpp loads the written file too."""
+def q4_k_m_types(tensors, n_layer: int):
+    """The matrices' types of llama-quantize's Q4_K_M mix, from the converter's policy
+    (which re-implements llama.cpp's rule): 1-D tensors keep theirs."""
+    from unigemma.convert.quant_policy import choose_tensor_types
+
+    shapes = [(name, (cols,) if rows == 0 else (cols, rows)) for name, rows, cols, _ in tensors]
+    types = choose_tensor_types(shapes, "q4_k_m", "text", n_layer=n_layer)
+    return [(name, rows, cols, t if rows == 0 else types[name].lower()) for name, rows, cols, t in tensors]
+
+
+def copy_tokenizer_keys(w: gguf.GGUFWriter, tpl) -> None:
+    """The template's tokenizer.* keys, so llama.cpp loads the written file too. tpl: a
+    unigemma GGUF file (open_gguf) or a gguf.GGUFReader."""
+    if not hasattr(tpl, "fields"):
+        vt = gguf.GGUFValueType
+        for k in tpl.keys():
+            if not k.startswith("tokenizer."):
+                continue
+            t, v = tpl.value_type(k), tpl.get(k)
+            if t.startswith("ARRAY["):
+                items = v.tolist() if hasattr(v, "tolist") else list(v)
+                w.add_key_value(k, items, vt.ARRAY, sub_type=vt[t[6:-1]])
+            else:
+                w.add_key_value(k, v, vt[t])
+        return
     for k, f in tpl.fields.items():
         if not k.startswith("tokenizer."):
             continue
@@ -123,13 +162,34 @@ def copy_tokenizer_keys(w: gguf.GGUFWriter, tpl: gguf.GGUFReader) -> None:
             w.add_key_value(k, f.contents(), t)
 
 
+CHUNK_BYTES = 64 << 20  # random blocks generated and written at most this much at a time
+
+
+class _RandomMatrix:
+    """Random valid blocks of a rows x cols matrix, written in row chunks: what GGUFWriter.
+    write_tensor_data needs of an array (nbytes, tofile) without holding the whole tensor."""
+
+    def __init__(self, core, t: str, rows: int, cols: int, seed: int):
+        be, bb = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[t.upper()]]
+        self.core, self.t, self.rows, self.cols, self.seed = core, t, rows, cols, seed
+        self.row_bytes = cols // be * bb
+        self.nbytes = rows * self.row_bytes
+
+    def tofile(self, fout) -> None:
+        from unigemma.bench_kernels import make_weights
+
+        step = max(1, CHUNK_BYTES // self.row_bytes)
+        for i, r0 in enumerate(range(0, self.rows, step)):
+            n = min(step, self.rows - r0)
+            # chunk 0 uses the tensor's seed: a tensor of one chunk is what it was before chunking
+            make_weights(self.core, self.t, n, self.cols, seed=self.seed + i).tofile(fout)
+
+
 def write_tensors(w: gguf.GGUFWriter, tensors, rng, core, global_head_dim: int) -> None:
     """Header, keys and tensors, one tensor at a time (never the whole model in memory), then
     close. tensors: (name, rows, cols, type); rows 0 = 1-D of cols: "f32" (values in [0.5,
     1.5)), "one" (1.0), "rope" (proportional RoPE freqs of a 0.25 partial rotary factor),
     "i32perm" (a random permutation of 0..cols-1); else a matrix of random valid blocks."""
-    from unigemma.bench_kernels import make_weights
-
     qt = gguf.GGMLQuantizationType
     for name, rows, cols, t in tensors:
         if rows == 0 and t == "i32perm":
@@ -154,7 +214,7 @@ def write_tensors(w: gguf.GGUFWriter, tensors, rng, core, global_head_dim: int) 
         elif t == "i32perm":
             data = rng.permutation(cols).astype(np.int32)
         else:
-            data = make_weights(core, t, rows, cols, seed=int(rng.integers(1 << 31)))
+            data = _RandomMatrix(core, t, rows, cols, seed=int(rng.integers(1 << 31)))
         w.write_tensor_data(data)
         print(f"  {name:32} {t:7} {rows}x{cols}", file=sys.stderr)
     w.close()

@@ -23,6 +23,7 @@ with the top-level bandwidth and peak measured with the largest thread count of 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
@@ -49,10 +50,45 @@ LOCAL_BW_BYTES = 256 << 20  # the probe taken around each GEMV (its %bw referenc
 MIN_STREAM_BYTES = 256 << 20  # a GEMV rotates over >= max(this, 8 x LLC) bytes of weight copies
 
 
+class _BenchCommands(argparse._SubParsersAction):
+    """`bench`'s sub-commands, where a first argument that names none of them is the model
+    file of `bench model`: `unigemma bench MODEL ...` = `unigemma bench model MODEL ...`."""
+
+    class _AnyName(dict):
+        """The choices argparse checks before calling the action: any name passes; iterating
+        gives the real sub-commands."""
+
+        def __init__(self, names: dict):
+            super().__init__()
+            self.names = names
+
+        def __contains__(self, name):
+            return True
+
+        def __iter__(self):
+            return iter(self.names)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.choices = self._AnyName(self._name_parser_map)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values and values[0] not in self._name_parser_map:
+            values = ["model", *values]
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_bench_parser(subparsers) -> None:
-    """Registers `bench` with its sub-subcommand `kernels` on the CLI's subparsers."""
-    b = subparsers.add_parser("bench", help="benchmarks (kernels, model)")
-    bsub = b.add_subparsers(dest="bench_cmd", required=True)
+    """Registers `bench` on the CLI's subparsers: `bench MODEL` (alias `bench model MODEL`),
+    `bench kernels`, `bench media`."""
+    b = subparsers.add_parser(
+        "bench", help="benchmarks: bench MODEL (prefill/decode), bench kernels, bench media",
+        usage="%(prog)s MODEL [-p N] [-n N] [-t N] [-r N] [--ctx N] [--depth D] [--kv T | --kv-k T --kv-v T] "
+              "[--precision q8|q16] [--bw GBS] [--json]\n       %(prog)s {kernels,media,model} ...",
+        description="`bench MODEL ...` (or `bench model MODEL ...`): prefill / decode speed, time to first token, "
+                    "memory and decode bandwidth use of a GGUF text model (see `bench model -h`).")
+    bsub = b.add_subparsers(dest="bench_cmd", required=True, action=_BenchCommands, prog=b.prog,
+                            metavar="{MODEL,kernels,media,model}")
     k = bsub.add_parser("kernels", help="read bandwidth, FMA peak, GEMV/GEMM on the 12B shapes",
                         description=__doc__.split("\n\n")[0])
     k.add_argument("--json", action="store_true", help="print one JSON object")
@@ -69,7 +105,8 @@ def add_bench_parser(subparsers) -> None:
     k.set_defaults(fn=run_bench_kernels)
     from .bench_model import add_parser as add_model_parser
 
-    add_model_parser(bsub)
+    add_model_parser(bsub, "model", "prefill / decode tok/s, TTFT, memory, bandwidth use of a GGUF model "
+                     "(also: bench MODEL)")
     from .bench_media import add_parser as add_media_parser
 
     add_media_parser(bsub)
