@@ -30,10 +30,8 @@ TextModel::TextModel(std::shared_ptr<const GGUFFile> file) : file_(std::move(fil
     std::vector<Weight*> mats;
     for (auto& l : layers_)
         for (Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) mats.push_back(w);
-    // The head too when 4-bit (a tied head's token lookups still read the GGUF rows); a Q6_K
-    // head stays in GGUF rows: its decode GEMV (the largest matrix, read once per token)
-    // streams at full bandwidth there, while the Q6_K panel GEMV is compute-bound (~3x slower).
-    if (output_.type != GGMLType::Q6_K) mats.push_back(&output_);
+    // The head too (a tied head's token lookups still read the GGUF rows).
+    mats.push_back(&output_);
     panels_ = PanelStore::repack(mats, 0);
 }
 

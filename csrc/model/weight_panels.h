@@ -1,6 +1,6 @@
 // Load-time repacking of a model's Q4_0 and Q4_K matrices into 16-row panels
 // (ops/cpu/panels.h), which decode faster than the GGUF row layout and make prefill GEMMs
-// compute-efficient.
+// compute-efficient. Q6_K matrices stay in GGUF rows (see weight_panels.cpp).
 //
 // Memory: the panels live in one anonymous mapping (transparent huge pages requested: a GEMV
 // streams it linearly), the size of the GGUF data (Q4_K: +2.8%). After a matrix is repacked, the pages

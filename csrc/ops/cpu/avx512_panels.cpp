@@ -79,6 +79,10 @@ void run(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8_t
     const __m512i lo = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t* pb = panel + b * 288;
+        if (NC <= 2) {  // GEMV-like: stream ahead (8 blocks = 2.3 KB)
+            UG_UNROLL
+            for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pb + 8 * 288 + 64 * l), _MM_HINT_T0);
+        }
         __m512i w[8];
         UG_UNROLL
         for (int j = 0; j < 4; ++j) {
@@ -117,6 +121,10 @@ void run_k(int64_t nb, float* out, int64_t os, const uint8_t* panel, const uint8
         for (int c = 0; c < NC; ++c) isum[c] = _mm512_setzero_si512();
         for (int j = 0; j < 8; ++j) {
             const uint8_t* pv = pb + 64 * 8 * (j / 2);
+            if (NC <= 2) {  // GEMV-like: stream ahead (the super-block after next, 5 lines per step)
+                UG_UNROLL
+                for (int l = 0; l < 5; ++l) _mm_prefetch(reinterpret_cast<const char*>(pb + 2 * 2368 + 64 * (5 * j + l)), _MM_HINT_T0);
+            }
             __m512i w[8];
             if (j & 1) {
                 UG_UNROLL
