@@ -424,3 +424,18 @@ def test_two_level_activations(wtype):
             assert e2 < 1e-4 and e2 < e1 / 20, (isa, tokens, e1, e2)
     with pytest.raises(InputError, match="act_levels"):
         core.matmul(raw, wtype, rows, cols, x, act_levels=3)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("t", [t for t in TYPES if ACT[t] is not None])
+def test_quantized_token_alone_equals_token_in_batch(t, isa):
+    """Quantized types: the row kernel (decode) and every tile position (prefill, speculative
+    verification) sum in the same order, so a token gets the same bits alone or in a batch."""
+    rng = np.random.default_rng(zlib.crc32(f"alone-{t}-{isa}".encode()))
+    cols = _cols_for(t)[-1]
+    for rows, tokens in [(9, 7), (4, 5), (13, 2)]:
+        raw = make_weights(t, rows, cols, rng)
+        x = rng.standard_normal((tokens, cols)).astype(np.float32)
+        batch = core.matmul(raw, t, rows, cols, x, isa=isa)
+        for i in range(tokens):
+            np.testing.assert_array_equal(batch[i], core.matmul(raw, t, rows, cols, x[i], isa=isa))

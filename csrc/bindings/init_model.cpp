@@ -94,7 +94,7 @@ void init_model(py::module_& m) {
         .def_property_readonly("n_embd", [](const model::TextModel& t) { return t.hparams().n_embd; })
         .def_property_readonly("weight_bytes", &model::TextModel::weight_bytes)
         .def_property_readonly("panel_bytes", &model::TextModel::panel_bytes,
-                               "Bytes of Q4_0 / Q4_K weights repacked into 16-row panels at load (0: none; UNIGEMMA_REPACK=0 turns it off).")
+                               "Bytes of weights held in the load-time huge-page store: Q4_0 / Q4_K matrices as 16-row panels, other matrices >= 1 MiB as copies (0: none; UNIGEMMA_REPACK=0 turns it off).")
         .def_property_readonly("gguf", [](const model::TextModel& t) {
             return std::const_pointer_cast<gguf::GGUFFile>(t.file_ptr());
         })

@@ -1,6 +1,8 @@
 // Load-time repacking of a model's Q4_0 and Q4_K matrices into 16-row panels
 // (ops/cpu/panels.h), which decode faster than the GGUF row layout and make prefill GEMMs
-// compute-efficient. Q6_K matrices stay in GGUF rows (see weight_panels.cpp).
+// compute-efficient. Q6_K matrices stay in GGUF rows (see weight_panels.cpp); they and any
+// other matrix of 1 MiB or more are copied into the same huge-page mapping, which streams
+// faster than the file mapping's 4 KiB pages (Weight::data then points at the copy).
 //
 // Memory: the panels live in one anonymous mapping (transparent huge pages requested: a GEMV
 // streams it linearly), the size of the GGUF data (Q4_K: +2.8%). After a matrix is repacked, the pages
@@ -23,18 +25,19 @@ struct Weight;
 
 class PanelStore {
 public:
-    // Repacks every Q4_0 / Q4_K weight in `ws` the path has a kernel for (sets Weight::panels).
+    // Repacks every Q4_0 / Q4_K weight in `ws` the path has a kernel for (sets Weight::panels)
+    // and copies the other matrices of >= 1 MiB (moves Weight::data).
     // Returns nullptr when repacking is off or nothing qualifies.
     static std::unique_ptr<PanelStore> repack(const std::vector<Weight*>& ws, int n_threads);
     ~PanelStore();
     PanelStore(const PanelStore&) = delete;
     PanelStore& operator=(const PanelStore&) = delete;
-    size_t bytes() const { return bytes_; }
+    size_t bytes() const { return bytes_; }  // panels and copies
 
 private:
     PanelStore() = default;
     uint8_t* base_ = nullptr;
-    size_t bytes_ = 0;     // panel data
+    size_t bytes_ = 0;     // panels and copies
     size_t mapped_ = 0;    // mapping length
 };
 

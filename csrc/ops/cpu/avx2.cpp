@@ -292,7 +292,10 @@ struct LegacyK {
         }
         static void run(int64_t n, float* out, int64_t os, const uint8_t* w, size_t ws, const uint8_t* x,
                         size_t xs) {
-            constexpr int U = NR * NC <= 2 ? 2 : 1;
+            // One accumulator per (row, column) whatever the tile shape: a row kernel (1 x 1) and
+            // every tile position sum the blocks in the same order, so a token gets the same bits
+            // alone (decode) and in a batch (prefill, speculative verification).
+            constexpr int U = 1;
             __m256 acc[U][NR][NC];
             float ext[NR][NC];
             for (int r = 0; r < NR; ++r)

@@ -19,9 +19,10 @@ namespace unigemma::cpu {
 //
 // Results are bitwise independent of n_threads: every output element is computed by the same
 // kernel call shape (tiles are aligned to multiples of kTileRows x kTileCols from row 0 /
-// token 0 whatever the split), and no reduction crosses threads. A token's result in a batch
-// (n_tokens > 1, tile kernel) may differ in the last bits from the same token alone (n_tokens
-// == 1, row kernel).
+// token 0 whatever the split), and no reduction crosses threads. For quantized weight types
+// the row kernel and every tile position sum the blocks in the same order, so a token's result
+// in a batch (n_tokens > 1, tile kernel) is bitwise the same token's alone (n_tokens == 1, row
+// kernel); float weight types may differ in the last bits on the rows of a partial tile.
 //
 // Scratch: the quantized activations go into a per-calling-thread buffer that only grows.
 // Throws InputError on bad sizes, a type without a kernel, or a null buffer.
