@@ -109,9 +109,9 @@ std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, i
                 [&](int64_t t, int) {
                     const size_t a = static_cast<size_t>(t) * kChunk;
                     std::memcpy(dst + a, w->data + a, std::min(kChunk, n - a));
+                    drop_pages(w->data + a, std::min(kChunk, n - a));  // chunk by chunk: low peak RSS
                 },
                 n_threads);
-            drop_pages(w->data, n);
             w->data = dst;
             continue;
         }
@@ -121,11 +121,13 @@ std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, i
             (n_panels + kPanelsPerTask - 1) / kPanelsPerTask,
             [&](int64_t t, int) {
                 const int64_t p0 = t * kPanelsPerTask;
-                cpu::pack_panels(pt, w->data, w->rows, w->cols, w->row_bytes, dst, p0,
-                                 std::min(n_panels, p0 + kPanelsPerTask));
+                const int64_t p1 = std::min(n_panels, p0 + kPanelsPerTask);
+                cpu::pack_panels(pt, w->data, w->rows, w->cols, w->row_bytes, dst, p0, p1);
+                // the source rows of these panels, as soon as they are repacked: low peak RSS
+                const int64_t r0 = p0 * cpu::kPanelRows, r1 = std::min(w->rows, p1 * cpu::kPanelRows);
+                drop_pages(w->data + static_cast<size_t>(r0) * w->row_bytes, static_cast<size_t>(r1 - r0) * w->row_bytes);
             },
             n_threads);
-        drop_pages(w->data, matrix_bytes(w));
         w->panels = dst;
     }
     return s;

@@ -5,11 +5,12 @@
 // faster than the file mapping's 4 KiB pages (Weight::data then points at the copy).
 //
 // Memory: the panels live in one anonymous mapping (transparent huge pages requested: a GEMV
-// streams it linearly), the size of the GGUF data (Q4_K: +2.8%). After a matrix is repacked, the pages
-// of its GGUF bytes are dropped from this process with madvise(MADV_DONTNEED): the file
-// mapping is shared and read-only, so a later read (a matmul with 16-bit activations, which
-// keeps the GGUF layout) simply faults them back in from the page cache. Peak resident memory
-// while loading is thus the panels plus the matrix being repacked, not twice the weights.
+// streams it linearly), the size of the GGUF data (Q4_K: +2.8%). As soon as a range of rows
+// is repacked or copied, the pages of its GGUF bytes are dropped from this process with
+// madvise(MADV_DONTNEED): the file mapping is shared and read-only, so a later read (a matmul
+// with 16-bit activations, which keeps the GGUF layout; token lookups in a tied embedding)
+// simply faults them back in from the page cache. Peak resident memory while loading is the
+// store plus a few MiB in flight, not twice the weights.
 //
 // A weight is repacked when the selected kernel path has a panel kernel for its type (AVX2,
 // AVX-512), unless the environment sets UNIGEMMA_REPACK=0.
