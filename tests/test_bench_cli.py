@@ -161,6 +161,23 @@ def test_bench_depth_and_quantized_kv_gemma4_shared(g4_shared_path):
     assert res0["kv_bytes_read_per_token"] < res["kv_bytes_read_per_token"]
 
 
+def test_bench_decode_after_prompt_and_short_warmup(g4_shared_path):
+    """--decode-after-prompt decodes at depth + p (one long prompt measures both), so decode
+    reads the K/V of positions 10+8.. ; --warmup-tokens shortens only the untimed warm-up."""
+    res = bench_json(g4_shared_path, "-p", "8", "-n", "6", "-r", "2", "-t", "1", "--depth", "10",
+                     "--decode-after-prompt", "--warmup-tokens", "3", "--bw", "12.5")
+    check_common(res, g4_shared_path, 8, 6, 2, 12.5)
+    assert res["decode_after_prompt"] and res["decode_context"] == 18 and res["n_ctx"] == 24
+    assert res["kv_bytes_read_per_token"] == pytest.approx(expected_kv_read(g4_shared_path, 18, 6, "f16", "f16"),
+                                                           rel=1e-12)
+    # --reserve-kv: the whole context's cache is allocated before the first eval
+    big = bench_json(g4_shared_path, "-p", "4", "-n", "2", "-r", "1", "-t", "1", "--ctx", "4000", "--reserve-kv",
+                     "--bw", "12.5")
+    assert big["reserve_kv"] and big["kv_bytes"] == big["kv_bytes_at_n_ctx"]
+    small = bench_json(g4_shared_path, "-p", "4", "-n", "2", "-r", "1", "-t", "1", "--ctx", "4000", "--bw", "12.5")
+    assert small["kv_bytes"] < small["kv_bytes_at_n_ctx"] == big["kv_bytes_at_n_ctx"]
+
+
 def test_bench_human_output_and_measured_bandwidth(g3_path):
     r = cli("bench", g3_path, "-p", "8", "-n", "2", "-r", "1", "-t", "1")
     assert r.returncode == 0, r.stderr
@@ -178,6 +195,7 @@ def test_bench_human_output_and_measured_bandwidth(g3_path):
     (["--kv", "q8_0", "--kv-k", "f16"], "not both"),
     (["--ctx", "10", "-p", "16"], "--ctx 10 is too small"),
     (["--bw", "0"], "--bw must be > 0"),
+    (["--warmup-tokens", "0"], "--warmup-tokens must be >= 1"),
     (["--kv", "q5_1"], "invalid choice"),
     (["-p", "many"], "invalid int value"),
 ])

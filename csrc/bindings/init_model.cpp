@@ -186,5 +186,8 @@ void init_model(py::module_& m) {
         .def_property_readonly("kv_bytes", &model::Context::kv_bytes_allocated)
         .def("truncate", &model::Context::truncate, py::arg("n"),
              "Drops positions >= n; False if the sliding-window cache can no longer resume at n.")
-        .def("reset", &model::Context::reset);
+        .def("reset", &model::Context::reset)
+        .def("reserve_all", &model::Context::reserve_all, py::call_guard<py::gil_scoped_release>(),
+             "Allocate (zero-filled, so resident) the KV cache for all n_ctx positions now, instead of as the "
+             "context fills.");
 }

@@ -64,6 +64,11 @@ const runtime::KVLayer& Context::kv_layer(int il) const {
     return *kv_[static_cast<size_t>(hp.layers[static_cast<size_t>(il)].kv_source)];
 }
 
+void Context::reserve_all() {
+    for (auto& l : kv_)
+        if (l) l->reserve(p_.n_ctx);
+}
+
 void Context::reset() {
     for (auto& l : kv_)
         if (l) l->clear();

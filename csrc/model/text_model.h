@@ -165,6 +165,9 @@ public:
     // longer holds the window that position n - 1 needs; the caller then re-evaluates from 0.
     bool truncate(int64_t n);
     void reset();
+    // Allocates (and touches: zero-filled) every layer's cache for n_ctx positions now instead
+    // of growing it as the context fills, as llama.cpp does at context creation.
+    void reserve_all();
     size_t kv_bytes_allocated() const;
     const ContextParams& params() const { return p_; }
     const TextModel& model() const { return *m_; }

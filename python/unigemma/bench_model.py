@@ -9,9 +9,15 @@ llama-bench does for `-p P -n N -d D`:
      start of the prompt's eval to the first token's logits),
   3. the context is cut back to D tokens and N decode steps of one random token each are
      timed (so decode runs at context D..D+N-1, like llama-bench's tg at depth D; with D = 0
-     from an empty cache).
-One untimed warm-up repetition comes first (it pages the weights in); -r repetitions follow,
+     from an empty cache); with --decode-after-prompt the context is kept and decoding runs
+     at D+P..D+P+N-1 (one long prompt measures both prefill and decode at that context).
+One untimed warm-up repetition comes first (it pages the weights in; --warmup-tokens W makes it
+a W-token prompt and <= 4 decode steps, for long prompts); -r repetitions follow,
 reported as the median, every run and the spread.
+
+--reserve-kv allocates (and touches) the cache of the whole --ctx before the first eval, as
+llama.cpp does at context creation, so peak RSS shows a full context's memory; by default the
+full-attention layers' caches grow as the context fills.
 
 Also reported: model open time (load_s), cold time to first token (open + the warm-up's
 depth and prompt prefill: what a fresh process waits), peak RSS of this process (VmHWM
@@ -58,6 +64,14 @@ def add_arguments(m) -> None:
     m.add_argument("--kv", default=None, choices=KV_TYPES, help="KV cache type of K and V (default f16)")
     m.add_argument("--kv-k", default=None, choices=KV_TYPES, help="K cache type (default f16; not with --kv)")
     m.add_argument("--kv-v", default=None, choices=KV_TYPES, help="V cache type (default f16; not with --kv)")
+    m.add_argument("--decode-after-prompt", action="store_true",
+                   help="decode right after the timed prompt (at context depth + p) instead of at depth D: "
+                        "one long prompt then measures both prefill and decode at that context")
+    m.add_argument("--warmup-tokens", type=int, default=None, metavar="W",
+                   help="warm-up repetition with a W-token prompt and <= 4 decode steps (default: full size)")
+    m.add_argument("--reserve-kv", action="store_true",
+                   help="allocate and touch the KV cache of the whole --ctx up front (as llama.cpp does), so "
+                        "peak RSS shows a full context's memory")
     m.add_argument("--precision", default="q8", choices=("q8", "q16"), help="activation precision (default q8)")
     m.add_argument("--bw", type=float, default=None, metavar="GBS",
                    help="machine read bandwidth in GB/s for the bandwidth use (default: measure it)")
@@ -166,7 +180,8 @@ def _spread(v: list[float]) -> float:
 
 def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps: int = 3, kv: str | None = None,
         precision: str = "q8", *, kv_k: str | None = None, kv_v: str | None = None, n_ctx: int | None = None,
-        depth: int = 0, bw_gbs: float | None = None, log=None) -> dict:
+        depth: int = 0, bw_gbs: float | None = None, log=None, decode_after_prompt: bool = False,
+        warmup_tokens: int | None = None, reserve_kv: bool = False) -> dict:
     """Runs the benchmark (see the module docstring); returns the JSON-able result."""
     import numpy as np
 
@@ -182,6 +197,8 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
             raise ValueError(f"[bench] unknown {what} cache type {t!r} (expected one of {', '.join(KV_TYPES)})")
     if n_prompt < 1 or n_gen < 0 or reps < 1 or depth < 0 or threads < 0:
         raise ValueError("[bench] need -p >= 1, -n >= 0, -r >= 1, --depth >= 0, -t >= 0")
+    if warmup_tokens is not None and warmup_tokens < 1:
+        raise ValueError("[bench] --warmup-tokens must be >= 1")
     if bw_gbs is not None and not bw_gbs > 0:
         raise ValueError("[bench] --bw must be > 0 (GB/s)")
     need = depth + max(n_prompt, n_gen)
@@ -207,6 +224,8 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
     hp = model.hparams
     ctx = core.Context(model, n_ctx=n_ctx, n_threads=threads, k_type=k_type, v_type=v_type,
                        act_precision=precision)
+    if reserve_kv:
+        ctx.reserve_all()
     rng = np.random.default_rng(0)
 
     def ids(n):
@@ -226,17 +245,19 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
     ttft_cold_s = None
     for r in range(reps + 1):
         restore_depth()
-        prompt = ids(n_prompt)
+        short = r == 0 and warmup_tokens is not None  # a short warm-up for long prompts
+        prompt = ids(min(n_prompt, warmup_tokens) if short else n_prompt)
         t0 = time.perf_counter()
         ctx.eval(prompt)
         t1 = time.perf_counter()
         if r == 0:
             ttft_cold_s = t1 - t_open  # open + context + depth + prompt, first run of the process
         if n_gen:
-            restore_depth()
-            gen = ids(n_gen)
+            if not decode_after_prompt:
+                restore_depth()
+            gen = ids(min(n_gen, 4) if short else n_gen)
             t2 = time.perf_counter()
-            for i in range(n_gen):
+            for i in range(len(gen)):
                 ctx.eval(gen[i:i + 1])
             t3 = time.perf_counter()
         if r == 0:
@@ -250,11 +271,13 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
     pre = [n_prompt / s for s in pre_s]
     dec = [n_gen / s for s in dec_s]
     weights_read = weight_read_bytes(model.gguf)
+    d0 = depth + n_prompt if decode_after_prompt else depth  # first decoded position
     kv_read = (sum(kv_read_bytes(hp["layers"], hp["sliding_window"], p, k_type, v_type)
-                   for p in range(depth, depth + n_gen)) / n_gen) if n_gen else None
+                   for p in range(d0, d0 + n_gen)) / n_gen) if n_gen else None
     out = {
         "model": path, "arch": hp["arch"], "n_layer": hp["n_layer"], "file_bytes": os.path.getsize(path),
-        "n_prompt": n_prompt, "n_gen": n_gen, "depth": depth, "n_ctx": n_ctx, "threads": n_threads, "reps": reps,
+        "n_prompt": n_prompt, "n_gen": n_gen, "depth": depth, "decode_after_prompt": decode_after_prompt,
+        "decode_context": d0, "n_ctx": n_ctx, "reserve_kv": reserve_kv, "threads": n_threads, "reps": reps,
         "kv_type_k": k_type, "kv_type_v": v_type, "act_precision": precision,
         "prefill_tps": statistics.median(pre), "prefill_tps_all": pre, "prefill_tps_spread": _spread(pre),
         "decode_tps": statistics.median(dec) if dec else None, "decode_tps_all": dec,
@@ -316,6 +339,7 @@ def format_human(res: dict) -> str:
 def run_cli(args) -> int:
     res = run(args.model, args.n_prompt, args.n_gen, args.threads, args.reps, args.kv, args.precision,
               kv_k=args.kv_k, kv_v=args.kv_v, n_ctx=args.ctx, depth=args.depth, bw_gbs=args.bw,
-              log=lambda s: print(s, file=sys.stderr, flush=True))
+              log=lambda s: print(s, file=sys.stderr, flush=True), decode_after_prompt=args.decode_after_prompt,
+              warmup_tokens=args.warmup_tokens, reserve_kv=args.reserve_kv)
     print(json.dumps(res) if args.json else format_human(res))
     return 0
