@@ -14,13 +14,7 @@
 
 #include "ops/cpu/kernels.h"
 
-#if defined(__clang__)
-#define UG_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define UG_UNROLL _Pragma("GCC unroll 16")
-#else
-#define UG_UNROLL
-#endif
+#include "ops/cpu/unroll.h"
 
 namespace unigemma::cpu {
 

@@ -28,15 +28,7 @@
 #include "quant/block_layouts.h"
 #include "quant/fp16.h"
 
-// Full unrolling of the small constant loops over tile rows / columns / unroll slots, so
-// the accumulators stay in registers at any optimization level.
-#if defined(__clang__)
-#define UG_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define UG_UNROLL _Pragma("GCC unroll 16")
-#else
-#define UG_UNROLL
-#endif
+#include "ops/cpu/unroll.h"
 
 namespace unigemma::cpu {
 
