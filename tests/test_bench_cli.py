@@ -327,8 +327,8 @@ def test_bench_vs_llamacpp_markdown_and_errors(tmp_path, g3_path):
     assert r.returncode == 1 and "llama-bench printed no JSON" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(not os.environ.get("UNIGEMMA_LLAMA_CPP_BIN"), reason="UNIGEMMA_LLAMA_CPP_BIN not set (optional "
-                    "llama.cpp oracle)")
+@pytest.mark.skipif(not os.path.isfile(os.path.join(os.environ.get("UNIGEMMA_LLAMA_CPP_BIN", ""), "llama-bench")),
+                    reason="no llama-bench in $UNIGEMMA_LLAMA_CPP_BIN (optional llama.cpp oracle)")
 def test_bench_vs_real_llamacpp(tmp_path, g3_path):
     out = tmp_path / "real.json"
     env = {"UNIGEMMA_LLAMA_CPP_BIN": os.environ["UNIGEMMA_LLAMA_CPP_BIN"]}
