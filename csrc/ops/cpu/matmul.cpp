@@ -79,17 +79,6 @@ private:
 
 thread_local Scratch t_act_scratch;
 
-size_t l2_bytes() {
-    static const size_t v = [] {
-        long s = -1;
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-        s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-        size_t b = s > 0 ? static_cast<size_t>(s) : size_t(1) << 20;
-        return std::clamp<size_t>(b, size_t(256) << 10, size_t(4) << 20);
-    }();
-    return v;
-}
 
 std::string type_name(GGMLType t) {
     const auto tr = gguf::type_traits(static_cast<uint32_t>(t));
@@ -205,7 +194,7 @@ void gemv(const Problem& p, int nt) {
 }
 
 void gemm(const Problem& p, int nt) {
-    const size_t l2 = l2_bytes();
+    const size_t l2 = l2_cache_bytes();
     // Token block: activations ~ half of L2.
     int64_t tb = static_cast<int64_t>(l2 / 2 / p.a_stride) / kTileCols * kTileCols;
     tb = std::clamp<int64_t>(tb, kTileCols, round_up(p.tokens, kTileCols));
@@ -316,6 +305,18 @@ bool prepare(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, 
 }
 
 }  // namespace
+
+size_t l2_cache_bytes() {
+    static const size_t v = [] {
+        long s = -1;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+        s = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        size_t b = s > 0 ? static_cast<size_t>(s) : size_t(1) << 20;
+        return std::clamp<size_t>(b, size_t(256) << 10, size_t(4) << 20);
+    }();
+    return v;
+}
 
 void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
             const float* x, int64_t n_tokens, float* y, int n_threads, int act_levels) {

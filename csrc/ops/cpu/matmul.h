@@ -41,6 +41,10 @@ void matmul(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, i
 void matmul_rows(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, int64_t cols, size_t w_row_stride,
                  const int32_t* row_ids, int64_t n_ids, const float* x, float* y, int n_threads, int act_levels = 1);
 
+// Per-core L2 size in bytes (sysconf, clamped to [256 KiB, 4 MiB]; 1 MiB when unknown): the
+// cache-blocking budget of the GEMM drivers (matmul, matmul_panels).
+size_t l2_cache_bytes();
+
 // ---- Machine probes for `unigemma bench kernels` (defined in bench_probes.cpp).
 
 // STREAM-style read bandwidth in GB/s (1e9 bytes/s): n_threads threads (0 = pool default)

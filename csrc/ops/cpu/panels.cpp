@@ -9,6 +9,7 @@
 // Every output element comes from one kernel call whose per-token arithmetic is fixed, so
 // no split changes a bit.
 #include "ops/cpu/panels.h"
+#include "ops/cpu/matmul.h"
 
 #include <algorithm>
 #include <cstdlib>
@@ -22,9 +23,6 @@
 #include "quant/quant.h"
 #include "runtime/thread_pool.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
 
 namespace unigemma::cpu {
 
@@ -50,18 +48,6 @@ constexpr Spec kSpecs[kPanelTypes] = {
 const Spec& spec(PanelType pt) { return kSpecs[static_cast<int>(pt)]; }
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-size_t l2_bytes() {
-    static const size_t v = [] {
-        long s = -1;
-#if defined(_SC_LEVEL2_CACHE_SIZE)
-        s = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-        size_t b = s > 0 ? static_cast<size_t>(s) : size_t(1) << 20;
-        return std::clamp<size_t>(b, size_t(256) << 10, size_t(4) << 20);
-    }();
-    return v;
-}
 
 void check_shape(PanelType pt, int64_t rows, int64_t cols, const char* op) {
     if (static_cast<int>(pt) < 0 || static_cast<int>(pt) >= kPanelTypes)
@@ -267,7 +253,7 @@ void matmul_panels(const KernelTable& k, PanelType pt, const uint8_t* panels, in
             nt);
         return;
     }
-    const size_t l2 = l2_bytes();
+    const size_t l2 = l2_cache_bytes();
     int64_t tb = static_cast<int64_t>(l2 / 2 / a_stride) / kPanelCols * kPanelCols;
     tb = std::clamp<int64_t>(tb, kPanelCols, ceil_div(n_tokens, kPanelCols) * kPanelCols);
     int64_t rb = std::max<int64_t>(1, static_cast<int64_t>(l2 / 4 / panel_bytes));
