@@ -190,4 +190,31 @@ void init_model(py::module_& m) {
         .def("reserve_all", &model::Context::reserve_all, py::call_guard<py::gil_scoped_release>(),
              "Allocate (zero-filled, so resident) the KV cache for all n_ctx positions now, instead of as the "
              "context fills.");
+
+    m.def(
+        "decode_batch",
+        [](py::list contexts, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens) {
+            const int64_t n = static_cast<int64_t>(contexts.size());
+            if (n == 0) throw InputError("[decode_batch] needs at least one context");
+            if (tokens.ndim() != 1 || tokens.shape(0) != n)
+                throw InputError("[decode_batch] needs one token per context (" + std::to_string(n) + " contexts, " +
+                                 std::to_string(tokens.ndim() == 1 ? tokens.shape(0) : -1) + " tokens)");
+            std::vector<model::Context*> ctxs;
+            for (py::handle h : contexts) {
+                if (!py::isinstance<model::Context>(h)) throw InputError("[decode_batch] contexts must be Context objects");
+                ctxs.push_back(h.cast<model::Context*>());
+            }
+            const int64_t V = ctxs[0]->model().hparams().n_vocab;
+            py::array_t<float> out({n, V});
+            float* dst = out.mutable_data();
+            std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
+            {
+                py::gil_scoped_release nogil;
+                model::Context::decode_batch(ctxs, ids.data(), dst, check_signals);
+            }
+            return out;
+        },
+        py::arg("contexts"), py::arg("tokens"),
+        "Continuous batching: appends tokens[i] to contexts[i] (distinct contexts of one model) in one forward "
+        "pass; returns float32 logits [n, n_vocab], row i bitwise equal to contexts[i].eval([tokens[i]]).");
 }

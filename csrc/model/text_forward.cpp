@@ -150,15 +150,64 @@ void Context::eval(const int32_t* tokens, int64_t n, bool all_logits, float* log
 
 void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
                           const std::function<void()>& check_interrupt, const EvalInput& in) {
-    const TextModel& m = *m_;
+    Segment seg{this, 0, n, in.kinds};
+    forward(&seg, 1, tokens, n, in, all_logits, logits_out, check_interrupt);
+}
+
+void Context::decode_batch(const std::vector<Context*>& ctxs, const int32_t* tokens, float* logits_out,
+                           const std::function<void()>& check_interrupt) {
+    if (ctxs.empty()) throw InputError("[decode_batch] needs at least one context");
+    const Context* c0 = ctxs[0];
+    if (!c0) throw InputError("[decode_batch] context 0 is None");
+    const int64_t V = c0->m_->hparams().n_vocab;
+    std::vector<Segment> segs;
+    segs.reserve(ctxs.size());
+    for (size_t i = 0; i < ctxs.size(); ++i) {
+        Context* c = ctxs[i];
+        const std::string at = "[decode_batch] context " + std::to_string(i);
+        if (!c) throw InputError(at + " is None");
+        if (c->m_.get() != c0->m_.get()) throw InputError(at + " belongs to another model");
+        if (c->p_.act_levels != c0->p_.act_levels) throw InputError(at + " has another act_precision");
+        for (size_t j = 0; j < i; ++j)
+            if (ctxs[j] == c) throw InputError(at + " appears twice (one token per context per step)");
+        if (c->n_past_ + 1 > c->p_.n_ctx)
+            throw ContextOverflowError(at + " is full (" + std::to_string(c->n_past_) + " of " +
+                                       std::to_string(c->p_.n_ctx) + " positions)");
+        if (tokens[i] < 0 || tokens[i] >= V)
+            throw InputError(at + ": token id " + std::to_string(tokens[i]) + " is outside the vocabulary [0, " +
+                             std::to_string(V) + ")");
+        segs.push_back(Segment{c, static_cast<int64_t>(i), 1, nullptr});
+    }
+    for (Context* c : ctxs) {
+        for (auto& l : c->kv_)
+            if (l) l->reserve(c->n_past_ + 1);
+        c->last_hidden_.clear();
+    }
+    forward(segs.data(), segs.size(), tokens, static_cast<int64_t>(ctxs.size()), EvalInput{}, true, logits_out,
+            check_interrupt);
+}
+
+// The forward pass over n rows that belong to one or more contexts (segments of consecutive
+// rows, each continuing its own context at its n_past). Every matmul runs once over all n rows
+// (one weight read per step for every sequence of a continuous batch); norms, RoPE, the KV
+// store and attention are per segment. A row's result does not depend on the other rows: the
+// matmul drivers and attention are row-invariant (decode == batch, bitwise).
+void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_t n, const EvalInput& in,
+                      bool all_logits, float* logits_out, const std::function<void()>& check_interrupt) {
+    const Context& c0 = *segs[0].ctx;
+    const TextModel& m = *c0.m_;
     const TextHParams& hp = m.hparams();
     const cpu::KernelTable& K = cpu::kernels();
-    const int nt = p_.n_threads;
+    const int nt = c0.p_.n_threads;
+    const int levels = c0.p_.act_levels;
     const int64_t H = hp.n_embd;
-    const int64_t pos0 = n_past_;
     const float eps = hp.eps;
 
     std::vector<float> x(static_cast<size_t>(n * H)), a(x.size()), o(x.size());
+    // pos[t]: absolute position of row t in its own context
+    std::vector<int64_t> pos(static_cast<size_t>(n));
+    for (size_t si = 0; si < n_seg; ++si)
+        for (int64_t t = 0; t < segs[si].n; ++t) pos[static_cast<size_t>(segs[si].row0 + t)] = segs[si].ctx->n_past_ + t;
     const Weight& E = m.token_embd();
     for (int64_t t = 0; t < n; ++t) {
         if (in.kinds && in.kinds[t] != kTokenInput) {  // soft token: the embedder's row, not scaled
@@ -169,13 +218,17 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         K.scale(x.data() + t * H, x.data() + t * H, hp.embed_scale, H);
     }
     // key_end[t]: last position query t sees on sliding layers (its block's end for image tokens)
-    std::vector<int64_t> key_end;
-    if (in.kinds && std::any_of(in.kinds, in.kinds + n, [](int8_t k) { return k == kBidirectionalEmbd; })) {
-        key_end.resize(static_cast<size_t>(n));
-        for (int64_t t = n - 1; t >= 0; --t) {
-            const bool blk = in.kinds[t] == kBidirectionalEmbd;
-            const bool cont = blk && t + 1 < n && in.kinds[t + 1] == kBidirectionalEmbd;
-            key_end[static_cast<size_t>(t)] = cont ? key_end[static_cast<size_t>(t + 1)] : pos0 + t;
+    std::vector<std::vector<int64_t>> key_end(n_seg);
+    for (size_t si = 0; si < n_seg; ++si) {
+        const int8_t* kinds = segs[si].kinds;
+        const int64_t sn = segs[si].n, p0 = segs[si].ctx->n_past_;
+        if (!kinds || !std::any_of(kinds, kinds + sn, [](int8_t k) { return k == kBidirectionalEmbd; })) continue;
+        auto& ke = key_end[si];
+        ke.resize(static_cast<size_t>(sn));
+        for (int64_t t = sn - 1; t >= 0; --t) {
+            const bool blk = kinds[t] == kBidirectionalEmbd;
+            const bool cont = blk && t + 1 < sn && kinds[t + 1] == kBidirectionalEmbd;
+            ke[static_cast<size_t>(t)] = cont ? ke[static_cast<size_t>(t + 1)] : p0 + t;
         }
     }
     std::vector<float> q, kb, vb, att, g, u;
@@ -187,44 +240,49 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         const int64_t qw = int64_t(s.n_head) * hd, kw = int64_t(s.n_kv_head) * hd;
         for (int64_t t = 0; t < n; ++t) K.rms_norm(a.data() + t * H, x.data() + t * H, w.attn_norm, H, eps);
         q.resize(static_cast<size_t>(n * qw));
-        mm(K, w.q, a.data(), n, q.data(), nt, p_.act_levels);
+        mm(K, w.q, a.data(), n, q.data(), nt, levels);
         for (int64_t t = 0; t < n; ++t)
             for (int h = 0; h < s.n_head; ++h) {
                 float* qh = q.data() + t * qw + int64_t(h) * hd;
                 K.rms_norm(qh, qh, w.q_norm, hd, eps);
-                K.rope_neox(qh, hd, static_cast<float>(pos0 + t), s.inv_freq);
+                K.rope_neox(qh, hd, static_cast<float>(pos[static_cast<size_t>(t)]), s.inv_freq);
             }
-        runtime::KVLayer& kv = *kv_[static_cast<size_t>(s.kv_source)];
         if (s.kv_source == il) {
             kb.resize(static_cast<size_t>(n * kw));
             vb.resize(kb.size());
-            mm(K, w.k, a.data(), n, kb.data(), nt, p_.act_levels);
+            mm(K, w.k, a.data(), n, kb.data(), nt, levels);
             if (s.has_v)
-                mm(K, w.v, a.data(), n, vb.data(), nt, p_.act_levels);
+                mm(K, w.v, a.data(), n, vb.data(), nt, levels);
             else
                 std::copy(kb.begin(), kb.end(), vb.begin());  // k_eq_v: V is the raw K projection
-            for (int64_t t = 0; t < n; ++t)
-                for (int h = 0; h < s.n_kv_head; ++h) {
-                    float* kh = kb.data() + t * kw + int64_t(h) * hd;
-                    float* vh = vb.data() + t * kw + int64_t(h) * hd;
-                    K.rms_norm(kh, kh, w.k_norm, hd, eps);
-                    K.rope_neox(kh, hd, static_cast<float>(pos0 + t), s.inv_freq);
-                    if (hp.v_norm) K.rms_norm(vh, vh, nullptr, hd, eps);
-                    kv.store(pos0 + t, h, kh, vh);
-                }
+            for (size_t si = 0; si < n_seg; ++si) {
+                runtime::KVLayer& kv = *segs[si].ctx->kv_[static_cast<size_t>(il)];
+                for (int64_t t = segs[si].row0; t < segs[si].row0 + segs[si].n; ++t)
+                    for (int h = 0; h < s.n_kv_head; ++h) {
+                        float* kh = kb.data() + t * kw + int64_t(h) * hd;
+                        float* vh = vb.data() + t * kw + int64_t(h) * hd;
+                        K.rms_norm(kh, kh, w.k_norm, hd, eps);
+                        K.rope_neox(kh, hd, static_cast<float>(pos[static_cast<size_t>(t)]), s.inv_freq);
+                        if (hp.v_norm) K.rms_norm(vh, vh, nullptr, hd, eps);
+                        kv.store(pos[static_cast<size_t>(t)], h, kh, vh);
+                    }
+            }
         }
         att.resize(q.size());
-        runtime::AttentionBatch ab;
-        ab.q = q.data();
-        ab.out = att.data();
-        ab.n_tokens = n;
-        ab.pos0 = pos0;
-        ab.n_head = s.n_head;
-        ab.scale = hp.attn_scale;
-        ab.window = s.sliding ? hp.window : 0;
-        ab.key_end = s.sliding && !key_end.empty() ? key_end.data() : nullptr;
-        runtime::attention(K, kv, ab, nt);
-        mm(K, w.o, att.data(), n, o.data(), nt, p_.act_levels);
+        for (size_t si = 0; si < n_seg; ++si) {
+            const Segment& sg = segs[si];
+            runtime::AttentionBatch ab;
+            ab.q = q.data() + sg.row0 * qw;
+            ab.out = att.data() + sg.row0 * qw;
+            ab.n_tokens = sg.n;
+            ab.pos0 = sg.ctx->n_past_;
+            ab.n_head = s.n_head;
+            ab.scale = hp.attn_scale;
+            ab.window = s.sliding ? hp.window : 0;
+            ab.key_end = s.sliding && !key_end[si].empty() ? key_end[si].data() : nullptr;
+            runtime::attention(K, *sg.ctx->kv_[static_cast<size_t>(s.kv_source)], ab, nt);
+        }
+        mm(K, w.o, att.data(), n, o.data(), nt, levels);
         for (int64_t t = 0; t < n; ++t) {
             float* ot = o.data() + t * H;
             K.rms_norm(ot, ot, w.post_attn_norm, H, eps);
@@ -234,10 +292,10 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
         const int64_t F = s.n_ff;
         g.resize(static_cast<size_t>(n * F));
         u.resize(g.size());
-        mm(K, w.gate, a.data(), n, g.data(), nt, p_.act_levels);
-        mm(K, w.up, a.data(), n, u.data(), nt, p_.act_levels);
+        mm(K, w.gate, a.data(), n, g.data(), nt, levels);
+        mm(K, w.up, a.data(), n, u.data(), nt, levels);
         K.gelu_tanh_mul(g.data(), g.data(), u.data(), n * F);
-        mm(K, w.down, g.data(), n, o.data(), nt, p_.act_levels);
+        mm(K, w.down, g.data(), n, o.data(), nt, levels);
         for (int64_t t = 0; t < n; ++t) {
             float* ot = o.data() + t * H;
             float* xt = x.data() + t * H;
@@ -246,15 +304,21 @@ void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, flo
             if (w.output_scale != 1.0f) K.scale(xt, xt, w.output_scale, H);
         }
     }
-    n_past_ += n;
+    for (size_t si = 0; si < n_seg; ++si) segs[si].ctx->n_past_ += segs[si].n;
     if (!logits_out) return;
-    // Head only for the rows whose logits are wanted.
+    // Head only for the rows whose logits are wanted (with all_logits: every row; else the
+    // last row, which only the single-segment path asks for).
     const int64_t r0 = all_logits ? 0 : n - 1;
     const int64_t rows = n - r0;
     for (int64_t t = 0; t < rows; ++t) K.rms_norm(a.data() + t * H, x.data() + (r0 + t) * H, m.output_norm(), H, eps);
-    last_hidden_.insert(last_hidden_.end(), a.begin(), a.begin() + rows * H);
+    for (size_t si = 0; si < n_seg; ++si) {
+        const int64_t lo = std::max(segs[si].row0, r0), hi = segs[si].row0 + segs[si].n;
+        if (lo < hi)
+            segs[si].ctx->last_hidden_.insert(segs[si].ctx->last_hidden_.end(), a.begin() + (lo - r0) * H,
+                                              a.begin() + (hi - r0) * H);
+    }
     const int64_t V = hp.n_vocab;
-    mm(K, m.output(), a.data(), rows, logits_out, nt, p_.act_levels);
+    mm(K, m.output(), a.data(), rows, logits_out, nt, levels);
     if (hp.final_softcap > 0.0f) K.softcap(logits_out, logits_out, rows * V, hp.final_softcap);
 }
 

@@ -169,10 +169,26 @@ public:
     // of growing it as the context fills, as llama.cpp does at context creation.
     void reserve_all();
     size_t kv_bytes_allocated() const;
+    // Continuous batching: appends one token to each of `ctxs` (distinct contexts of one model,
+    // same act_precision) in one forward pass; every matmul reads the weights once for all of
+    // them. logits_out: [ctxs.size()][n_vocab], row i for ctxs[i]; each row is bitwise what
+    // ctxs[i]->eval of that token alone returns. Throws (changing nothing) on a full context,
+    // a bad token id or mixed models.
+    static void decode_batch(const std::vector<Context*>& ctxs, const int32_t* tokens, float* logits_out,
+                             const std::function<void()>& check_interrupt = {});
     const ContextParams& params() const { return p_; }
     const TextModel& model() const { return *m_; }
 
 private:
+    // Rows [row0, row0 + n) of a forward pass continue `ctx` at its n_past; kinds: the rows'
+    // input kinds (nullptr: all tokens).
+    struct Segment {
+        Context* ctx;
+        int64_t row0, n;
+        const int8_t* kinds;
+    };
+    static void forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_t n, const EvalInput& in,
+                        bool all_logits, float* logits_out, const std::function<void()>& check_interrupt);
     void eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
                      const std::function<void()>& check_interrupt, const EvalInput& in);
     std::shared_ptr<const TextModel> m_;

@@ -1,4 +1,4 @@
-"""The `unigemma` command line: info, inspect, convert, run, chat, bench."""
+"""The `unigemma` command line: info, inspect, convert, run, chat, bench, serve."""
 from __future__ import annotations
 
 import argparse
@@ -283,8 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_chat)
 
     from .bench_kernels import add_bench_parser
+    from .server import add_serve_parser
 
     add_bench_parser(sub)
+    add_serve_parser(sub)
     return p
 
 

@@ -1,0 +1,387 @@
+"""Continuous-batching engine of ``unigemma serve``: N slots share one loaded model.
+
+Each slot owns a ``_core.Context`` (its own KV cache of ``n_ctx`` positions) and remembers the
+tokens it holds, so a request that continues a conversation reuses the common prefix (the slot
+with the longest common prefix is chosen; see ``Engine._pick_slot``). One scheduler thread runs
+the loop below; all model compute happens in C++ with the GIL released, so the HTTP event loop
+keeps serving while the model runs.
+
+    loop:
+      admit queued requests into free slots (prefix match, truncate the rest of the cache)
+      for each slot still evaluating its prompt: evaluate one chunk of <= n_ubatch tokens
+          (an image block is never split); after the last chunk, sample the first token
+      decode step: the pending token of every generating slot in ONE forward pass
+          (_core.decode_batch: each weight matrix is read once for all slots), then each slot
+          samples its next token from its own row of logits
+
+A row of ``decode_batch`` is bitwise what a single-sequence decode returns, so a request's
+output does not depend on what else is running (seeded sampling is reproducible under load).
+
+Requests talk to the outside through a ``sink(event)`` callable, called on the engine thread:
+    ("token", {"id", "logprob", "top_logprobs"})   only when logprobs were asked for
+    ("text", str) | ("content", str) | ("thinking", str) | ("tool_call", {"name", "arguments"})
+    ("done", {"finish_reason", "usage", "result"})   result: parser.finish() dict or the text
+    ("error", Exception)
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import _core
+from ..generate import TextAssembler
+from ..model import _common_prefix
+
+
+class QueueFullError(Exception):
+    """The bounded request queue is full (HTTP 429)."""
+
+
+class EngineStoppedError(Exception):
+    """The engine is shutting down or its thread died (HTTP 503)."""
+
+
+@dataclass
+class EngineRequest:
+    ids: list[int]                      # prompt token ids
+    keys: list                          # cache keys of the prompt (ids; media positions carry their hash)
+    embeddings: Any                     # float32 [n, n_embd] or None (multimodal rows)
+    kinds: Any                          # int8 [n] or None
+    max_tokens: int
+    sampler: Any                        # _core.Sampler
+    stop_ids: set
+    stops: list
+    special: bool                       # spell control tokens in the text (chat: the parser reads them)
+    sink: Callable[[tuple], None]
+    history_n: int = 0                  # penalties look at this many last tokens
+    top_logprobs: int | None = None     # None: no logprobs; k >= 0: the sampled token's + k alternatives
+    constraint: Any = None              # JsonConstraint-like: mask_logits(row), accept(id), done
+    parser: Any = None                  # chat stream parser (feed / flush / finish / stopped_by)
+    prefix_tokens: list = field(default_factory=list)  # forced output tokens (e.g. a tool call's opening)
+    tokens: list = field(default_factory=list)
+    reused: int = 0
+    cancelled: bool = False
+    t_submit: float = field(default_factory=time.perf_counter)
+    t_first: float | None = None
+
+    def cancel(self) -> None:
+        """Stop generating (client gone); the engine frees the slot at its next step."""
+        self.cancelled = True
+
+
+class _Slot:
+    def __init__(self, index: int, ctx) -> None:
+        self.index, self.ctx = index, ctx
+        self.cached: list = []          # cache keys the context holds, in order
+        self.req: EngineRequest | None = None
+        self.state = "idle"             # idle | prefill | decode
+        self.pos = 0                    # prefill: next prompt index to evaluate
+        self.pending: int | None = None  # decode: sampled token not yet in the cache
+        self.asm: TextAssembler | None = None
+        self.last_used = 0.0
+
+
+class Engine:
+    """The slots, the bounded queue and the scheduler thread (see the module docstring)."""
+
+    def __init__(self, model, n_parallel: int = 4, n_ctx: int = 4096, max_queue: int = 64,
+                 queue_timeout: float = 120.0, reserve_kv: bool = True) -> None:
+        if n_parallel < 1:
+            raise ValueError(f"parallel must be >= 1, got {n_parallel}")
+        if max_queue < 0:
+            raise ValueError(f"queue size must be >= 0, got {max_queue}")
+        self.model = model
+        self.n_ctx = int(n_ctx)
+        self.max_queue = int(max_queue)
+        self.queue_timeout = float(queue_timeout)
+        self.slots = [_Slot(i, model._new_context(self.n_ctx)) for i in range(n_parallel)]
+        if reserve_kv:  # the memory of a full server up front: RSS stays flat under load
+            for s in self.slots:
+                s.ctx.reserve_all()
+        self.n_ubatch = model.n_ubatch
+        self._queue: collections.deque[EngineRequest] = collections.deque()
+        self._cv = threading.Condition()
+        self._stop = False
+        self.error: BaseException | None = None
+        self.stats = collections.Counter()
+        self._rate: collections.deque = collections.deque()  # (time, tokens) of recent decode steps
+        self._thread = threading.Thread(target=self._run, name="unigemma-engine", daemon=True)
+        self._thread.start()
+
+    # -- outside API (any thread) ------------------------------------------------------------------
+    def submit(self, req: EngineRequest) -> None:
+        with self._cv:
+            if self._stop or self.error is not None:
+                raise EngineStoppedError("the engine is not running")
+            if len(self._queue) >= self.max_queue and not self._free_slot_exists():
+                self.stats["rejected_queue_full"] += 1
+                raise QueueFullError(f"the request queue is full ({self.max_queue} waiting)")
+            self._queue.append(req)
+            self.stats["requests"] += 1
+            self._cv.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.error is None
+
+    def snapshot(self) -> dict:
+        """Numbers for /metrics and /health (read without the lock: a consistent-enough view)."""
+        now = time.perf_counter()
+        while self._rate and now - self._rate[0][0] > 10.0:
+            self._rate.popleft()
+        toks = sum(n for _, n in self._rate)
+        span = (now - self._rate[0][0]) if len(self._rate) > 1 else 0.0
+        return {
+            "slots": len(self.slots),
+            "slots_busy": sum(1 for s in self.slots if s.req is not None),
+            "queue": len(self._queue),
+            "kv_bytes": sum(s.ctx.kv_bytes for s in self.slots),
+            "kv_tokens": sum(s.ctx.n_past for s in self.slots),
+            "kv_capacity_tokens": self.n_ctx * len(self.slots),
+            "decode_tokens_per_second": toks / span if span > 0 else 0.0,
+            **{k: v for k, v in self.stats.items()},
+        }
+
+    # -- scheduler thread --------------------------------------------------------------------------
+    def _free_slot_exists(self) -> bool:
+        return any(s.req is None for s in self.slots)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    while not self._stop and not self._queue and all(s.req is None for s in self.slots):
+                        self._cv.wait(0.5)
+                    if self._stop:
+                        break
+                    self._expire_queue()
+                    self._admit()
+                self._step()
+        except BaseException as e:  # noqa: BLE001 - reported to every waiting request
+            self.error = e
+            for s in self.slots:
+                if s.req is not None:
+                    self._emit(s.req, ("error", e))
+            while self._queue:
+                self._emit(self._queue.popleft(), ("error", e))
+            raise
+        finally:
+            with self._cv:
+                stopped = EngineStoppedError("the server is shutting down")
+                while self._queue:
+                    self._emit(self._queue.popleft(), ("error", stopped))
+            for s in self.slots:
+                if s.req is not None:
+                    self._emit(s.req, ("error", EngineStoppedError("the server is shutting down")))
+                    s.req = None
+
+    def _expire_queue(self) -> None:
+        now = time.perf_counter()
+        keep = collections.deque()
+        for r in self._queue:
+            if r.cancelled:
+                self.stats["cancelled"] += 1
+            elif now - r.t_submit > self.queue_timeout:
+                self.stats["rejected_queue_timeout"] += 1
+                self._emit(r, ("error", EngineStoppedError(
+                    f"waited {now - r.t_submit:.0f} s for a free slot (all {len(self.slots)} busy)")))
+            else:
+                keep.append(r)
+        self._queue = keep
+
+    def _admit(self) -> None:
+        while self._queue and self._free_slot_exists():
+            req = self._queue.popleft()
+            slot = self._pick_slot(req)
+            self._start(slot, req)
+
+    def _pick_slot(self, req: EngineRequest) -> _Slot:
+        """The free slot whose cache shares the longest prefix with the prompt; ties: the least
+        recently used (keeps other conversations' caches alive longest)."""
+        free = [s for s in self.slots if s.req is None]
+        return max(free, key=lambda s: (_common_prefix(s.cached, req.keys), -s.last_used))
+
+    def _start(self, slot: _Slot, req: EngineRequest) -> None:
+        ids = req.ids
+        keep = min(_common_prefix(slot.cached, req.keys), len(ids) - 1)
+        if req.kinds is not None:  # never resume inside an image block (its tokens see each other)
+            while 0 < keep < len(ids) and req.kinds[keep] == 1 and req.kinds[keep - 1] == 1:
+                keep -= 1
+        if keep < slot.ctx.n_past and not slot.ctx.truncate(keep):
+            slot.ctx.reset()
+            keep = 0
+        del slot.cached[keep:]
+        req.reused = keep
+        slot.req, slot.state, slot.pos, slot.pending = req, "prefill", keep, None
+        slot.asm = TextAssembler(req.stops)
+        self.stats["prompt_tokens"] += len(ids)
+        self.stats["prompt_tokens_reused"] += keep
+
+    def _step(self) -> None:
+        for s in self.slots:
+            if s.req is not None and s.req.cancelled:
+                self.stats["cancelled"] += 1
+                self._finish(s, "cancelled", emit=False)
+        for s in self.slots:
+            if s.state == "prefill":
+                self._guard(s, self._prefill_chunk)
+        dec = [s for s in self.slots if s.state == "decode"]
+        if not dec:
+            return
+        try:
+            rows = _core.decode_batch([s.ctx for s in dec], np.asarray([s.pending for s in dec], dtype=np.int32))
+        except Exception as e:  # noqa: BLE001 - a bad step fails its requests, not the server
+            for s in dec:
+                self._fail(s, e)
+            return
+        self._rate.append((time.perf_counter(), len(dec)))
+        self.stats["decode_steps"] += 1
+        self.stats["decode_rows"] += len(dec)
+        for s, row in zip(dec, rows):
+            s.cached.append(s.pending)
+            s.pending = None
+            self._guard(s, self._next_token, row)
+
+    def _guard(self, s: _Slot, fn, *args) -> None:
+        try:
+            fn(s, *args)
+        except Exception as e:  # noqa: BLE001
+            self._fail(s, e)
+
+    def _fail(self, s: _Slot, e: Exception) -> None:
+        req = s.req
+        s.ctx.reset()
+        s.cached = []
+        s.req, s.state, s.pending = None, "idle", None
+        self.stats["errors"] += 1
+        if req is not None:
+            self._emit(req, ("error", e))
+
+    def _prefill_chunk(self, s: _Slot) -> None:
+        req = s.req
+        n = len(req.ids)
+        a = s.pos
+        b = min(n, a + self.n_ubatch)
+        if req.kinds is not None and b < n:  # never end a chunk inside an image block
+            while b > a + 1 and req.kinds[b] == 1 and req.kinds[b - 1] == 1:
+                b -= 1
+            if b == a + 1 and req.kinds[a] == 1:  # a block longer than n_ubatch cannot happen (Model raised it)
+                b = min(n, a + self.n_ubatch)
+        last = b == n
+        emb = kinds = None
+        if req.kinds is not None:
+            emb, kinds = req.embeddings[a:b], req.kinds[a:b]
+        out = s.ctx.eval(np.asarray(req.ids[a:b], dtype=np.int32), want_logits=last, embeddings=emb, kinds=kinds)
+        s.cached.extend(req.keys[a:b])
+        s.pos = b
+        self.stats["prompt_tokens_evaluated"] += b - a
+        if last:
+            s.state = "decode"
+            self._next_token(s, out[0])
+
+    def _next_token(self, s: _Slot, row: np.ndarray) -> None:
+        """Sample from ``row`` (the logits after the last token in the cache), emit, and either
+        finish or leave the token pending for the next decode step."""
+        req = s.req
+        if req.t_first is None:
+            req.t_first = time.perf_counter()
+        if req.prefix_tokens:
+            t = req.prefix_tokens.pop(0)
+            info = None
+        else:
+            info = None
+            if req.top_logprobs is not None:
+                info = _logprob_info(row, req.top_logprobs)  # the model's distribution, before any mask
+            if req.constraint is not None:
+                if req.constraint.done:
+                    self._finish(s, "stop")
+                    return
+                row = np.array(row, dtype=np.float32, copy=True)
+                req.constraint.mask_logits(row)
+            t = int(req.sampler.sample(row, self._history(s)))
+            if req.constraint is not None:
+                req.constraint.accept(t)
+            if info is not None:
+                info["id"], info["logprob"] = t, float(info.pop("_lp")[t])
+        if t in req.stop_ids:
+            self._finish(s, "stop")
+            return
+        req.tokens.append(t)
+        self.stats["completion_tokens"] += 1
+        if info is not None:
+            self._emit(req, ("token", info))
+        text = s.asm.push(self.model.tokenizer.token_to_piece(t, special=req.special))
+        self._text(req, text)
+        if s.asm.stopped is not None or (req.parser is not None and req.parser.stopped_by is not None):
+            self._finish(s, "stop")
+        elif req.constraint is not None and req.constraint.done and not req.stop_ids:
+            self._finish(s, "stop")
+        elif len(req.tokens) >= req.max_tokens or s.ctx.n_past + 1 > self.n_ctx:
+            self._finish(s, "length")
+        else:
+            s.pending, s.state = t, "decode"
+
+    def _history(self, s: _Slot) -> list[int]:
+        n = s.req.history_n
+        if n <= 0:
+            return []
+        seq = s.cached[-n:]
+        return [k if isinstance(k, int) else k[0] for k in seq]
+
+    def _text(self, req: EngineRequest, text: str) -> None:
+        if not text:
+            return
+        if req.parser is None:
+            self._emit(req, ("text", text))
+            return
+        for ev in req.parser.feed(text):
+            self._emit(req, ev)
+
+    def _finish(self, s: _Slot, reason: str, emit: bool = True) -> None:
+        req = s.req
+        s.req, s.state, s.pending, s.last_used = None, "idle", None, time.perf_counter()
+        if req is None or not emit:
+            return
+        self._text(req, s.asm.flush())
+        if req.parser is not None:
+            for ev in req.parser.flush():
+                self._emit(req, ev)
+            result = req.parser.finish()
+        else:
+            result = None
+        self.stats[f"finish_{reason}"] += 1
+        usage = {"prompt_tokens": len(req.ids), "completion_tokens": len(req.tokens),
+                 "total_tokens": len(req.ids) + len(req.tokens), "prompt_tokens_reused": req.reused}
+        self._emit(req, ("done", {"finish_reason": reason, "usage": usage, "result": result,
+                                  "ttft_s": (req.t_first or time.perf_counter()) - req.t_submit}))
+
+    @staticmethod
+    def _emit(req: EngineRequest, ev: tuple) -> None:
+        try:
+            req.sink(ev)
+        except Exception:  # noqa: BLE001 - a broken consumer must not stop the engine
+            req.cancelled = True
+
+
+def _logprob_info(row: np.ndarray, k: int) -> dict:
+    """log-softmax of the raw logits; the k most likely tokens (ids, logprobs)."""
+    x = row.astype(np.float64)
+    m = x.max()
+    lp = x - m - np.log(np.exp(x - m).sum())
+    top = []
+    if k > 0:
+        idx = np.argpartition(-lp, k)[:k] if k < lp.size else np.arange(lp.size)
+        idx = idx[np.argsort(-lp[idx], kind="stable")]
+        top = [(int(i), float(lp[i])) for i in idx]
+    return {"_lp": lp, "top_logprobs": top}
