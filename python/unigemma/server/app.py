@@ -248,14 +248,11 @@ async def _run(request: Request, build, stream_fn, final_fn):
     except api.ApiError as e:
         return _error(e, st)
     rid = uuid.uuid4().hex[:24]
-    if stream:
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) \
-            if isinstance(body.get("stream_options"), dict) else False
-        return StreamingResponse(_sse(st, req, q, stream_fn(st, rid, include_usage)), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     watcher = asyncio.ensure_future(_wait_disconnect(request))
     events = []
+    handed_off = False  # streaming: _sse owns the request from here on
     try:
+        # wait for a slot first: a queue timeout is then a real 503 status, also when streaming
         while True:
             getter = asyncio.ensure_future(q.get())
             done, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -267,12 +264,23 @@ async def _run(request: Request, build, stream_fn, final_fn):
             ev = getter.result()
             if ev[0] == "error":
                 return _error(_engine_error(ev[1]), st)
+            if ev[0] == "started":
+                if stream:
+                    handed_off = True
+                    break
+                continue
             events.append(ev)
             if ev[0] == "done":
                 break
     finally:
         watcher.cancel()
-        req.cancel()  # no-op when finished
+        if not handed_off:
+            req.cancel()  # no-op when finished
+    if stream:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage")) \
+            if isinstance(body.get("stream_options"), dict) else False
+        return StreamingResponse(_sse(st, req, q, stream_fn(st, rid, include_usage)), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return JSONResponse(final_fn(st, rid, events))
 
 

@@ -18,6 +18,7 @@ A row of ``decode_batch`` is bitwise what a single-sequence decode returns, so a
 output does not depend on what else is running (seeded sampling is reproducible under load).
 
 Requests talk to the outside through a ``sink(event)`` callable, called on the engine thread:
+    ("started", slot index)                        the request left the queue
     ("token", {"id", "logprob", "top_logprobs"})   only when logprobs were asked for
     ("text", str) | ("content", str) | ("thinking", str) | ("tool_call", {"name", "arguments"})
     ("done", {"finish_reason", "usage", "result"})   result: parser.finish() dict or the text
@@ -225,6 +226,7 @@ class Engine:
         req.reused = keep
         slot.req, slot.state, slot.pos, slot.pending = req, "prefill", keep, None
         slot.asm = TextAssembler(req.stops)
+        self._emit(req, ("started", slot.index))
         self.stats["prompt_tokens"] += len(ids)
         self.stats["prompt_tokens_reused"] += keep
 
