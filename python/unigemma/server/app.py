@@ -120,7 +120,10 @@ def _sampling_request(st: ServerState, body: dict, ids, keys, emb, kinds, chat: 
     sampler, seed = m._sampler(s["temperature"], s["top_k"], s["top_p"], s["min_p"], s["repetition_penalty"],
                                s["frequency_penalty"], s["presence_penalty"], 64, s["seed"], s.get("logit_bias"))
     penalized = s["repetition_penalty"] != 1.0 or s["frequency_penalty"] != 0.0 or s["presence_penalty"] != 0.0
-    stop_ids = set(m.tokenizer.eog_ids) | set(extra_stop_ids)
+    ignore_eos = body.get("ignore_eos", False)  # llama-server's extension (benchmarks): run to max_tokens
+    if not isinstance(ignore_eos, bool):
+        raise api.ApiError(400, "'ignore_eos' must be a boolean", "ignore_eos")
+    stop_ids = set() if ignore_eos else set(m.tokenizer.eog_ids) | set(extra_stop_ids)
     constraint = None
     rf = body.get("response_format")
     if rf is not None:
