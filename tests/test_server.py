@@ -94,7 +94,8 @@ def g3srv():
 def g4files(hf_ckpt, tmp_path_factory):
     from unigemma.convert import convert
 
-    res = convert(hf_ckpt("default"), "f32", tmp_path_factory.mktemp("srv") / "tiny", progress=False)
+    prefix = tmp_path_factory.mktemp("srv") / "tiny"
+    res = convert(hf_ckpt("default"), "f32", prefix, assistant_dir=hf_ckpt("assistant_default"), progress=False)
     return str(res.text), str(res.mmproj)
 
 
@@ -430,3 +431,24 @@ def test_image_and_audio_content(g4srv, tmp_path):
         c.chat.completions.create(model="m", max_tokens=2, messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": bad}}]}])
     assert chat(c, "still alive?", max_tokens=2).choices[0].finish_reason in ("length", "stop")
+
+
+def test_speculative_serving_keeps_greedy_output(g4files):
+    """With the MTP drafter a lone request is drafted and verified; greedy output is unchanged
+    (oracle: the same server build without a drafter) and so is seeded sampling's support."""
+    text, _ = g4files
+    plain = LiveServer(model_path=text, n_ctx=512, parallel=2)
+    drafted = LiveServer(model_path=text, n_ctx=512, parallel=2, draft=text[:-len(".gguf")] + "-assistant.gguf")
+    try:
+        for prompt in ("Hello", "Tell me a long story about the sea and the wind"):
+            a = chat(plain.client(), prompt, max_tokens=40, temperature=0)
+            b = chat(drafted.client(), prompt, max_tokens=40, temperature=0)
+            assert b.choices[0].message.content == a.choices[0].message.content
+            assert b.usage.completion_tokens == a.usage.completion_tokens
+        st = drafted.state.engine.stats
+        assert st["drafted"] > 0 and st["decode_rows"] < st["completion_tokens"]
+        r = chat(drafted.client(), "Hi", max_tokens=20, temperature=0.9, seed=3)
+        assert r.choices[0].finish_reason in ("stop", "length")
+    finally:
+        plain.stop()
+        drafted.stop()

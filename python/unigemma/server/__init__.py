@@ -66,7 +66,7 @@ def add_serve_parser(sub) -> None:
     s = sub.add_parser("serve", help="OpenAI-compatible HTTP server (chat, completions, streaming, tools, media)")
     s.add_argument("model", nargs="?", help="GGUF file (default: the embedded Gemma 3 270M)")
     s.add_argument("--mmproj", metavar="FILE", help="multimodal projector GGUF: images and audio in messages")
-    s.add_argument("--draft", metavar="FILE", help="MTP drafter GGUF (loaded; the server decodes without it)")
+    s.add_argument("--draft", metavar="FILE", help="MTP drafter GGUF: speculative decoding while one request is generating (same output)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("-c", "--ctx-size", type=int, default=4096, help="context per slot in tokens (default 4096)")

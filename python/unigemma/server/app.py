@@ -131,7 +131,7 @@ def _sampling_request(st: ServerState, body: dict, ids, keys, emb, kinds, chat: 
     return EngineRequest(ids=list(ids), keys=list(keys), embeddings=emb, kinds=kinds, max_tokens=max_tokens,
                          sampler=sampler, stop_ids=stop_ids, stops=s["stop"], special=special, sink=None,
                          history_n=64 if penalized else 0, top_logprobs=api.parse_logprobs(body, chat),
-                         constraint=constraint, parser=parser)
+                         constraint=constraint, parser=parser, temperature=s["temperature"])
 
 
 def _constraint(st: ServerState, rf):

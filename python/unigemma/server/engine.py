@@ -12,7 +12,8 @@ keeps serving while the model runs.
           (an image block is never split); after the last chunk, sample the first token
       decode step: the pending token of every generating slot in ONE forward pass
           (_core.decode_batch: each weight matrix is read once for all slots), then each slot
-          samples its next token from its own row of logits
+          samples its next token from its own row of logits; with a drafter loaded and one
+          slot generating, a speculative round instead (draft, verify, roll back)
 
 A row of ``decode_batch`` is bitwise what a single-sequence decode returns, so a request's
 output does not depend on what else is running (seeded sampling is reproducible under load).
@@ -37,6 +38,7 @@ import numpy as np
 from .. import _core
 from ..generate import TextAssembler
 from ..model import _common_prefix
+from ..speculative import MAX_DRAFT
 
 
 class QueueFullError(Exception):
@@ -64,6 +66,7 @@ class EngineRequest:
     constraint: Any = None              # JsonConstraint-like: mask_logits(row), accept(id), done
     parser: Any = None                  # chat stream parser (feed / flush / finish / stopped_by)
     prefix_tokens: list = field(default_factory=list)  # forced output tokens (e.g. a tool call's opening)
+    temperature: float = 0.0            # > 0: sampling (speculative rounds then use the p/q test)
     tokens: list = field(default_factory=list)
     reused: int = 0
     cancelled: bool = False
@@ -85,6 +88,7 @@ class _Slot:
         self.pending: int | None = None  # decode: sampled token not yet in the cache
         self.asm: TextAssembler | None = None
         self.last_used = 0.0
+        self.draft_k = 4                # adaptive draft length (speculative.py's rule)
 
 
 class Engine:
@@ -241,6 +245,9 @@ class Engine:
         dec = [s for s in self.slots if s.state == "decode"]
         if not dec:
             return
+        if len(dec) == 1 and self._can_draft(dec[0]):
+            self._guard(dec[0], self._draft_round)
+            return
         try:
             rows = _core.decode_batch([s.ctx for s in dec], np.asarray([s.pending for s in dec], dtype=np.int32))
         except Exception as e:  # noqa: BLE001 - a bad step fails its requests, not the server
@@ -299,26 +306,30 @@ class Engine:
         if req.t_first is None:
             req.t_first = time.perf_counter()
         if req.prefix_tokens:
-            t = req.prefix_tokens.pop(0)
-            info = None
-        else:
-            info = None
-            if req.top_logprobs is not None:
-                info = _logprob_info(row, req.top_logprobs)  # the model's distribution, before any mask
-            if req.constraint is not None:
-                if req.constraint.done:
-                    self._finish(s, "stop")
-                    return
-                row = np.array(row, dtype=np.float32, copy=True)
-                req.constraint.mask_logits(row)
-            t = int(req.sampler.sample(row, self._history(s)))
-            if req.constraint is not None:
-                req.constraint.accept(t)
-            if info is not None:
-                info["id"], info["logprob"] = t, float(info.pop("_lp")[t])
+            self._take(s, req.prefix_tokens.pop(0))
+            return
+        info = None
+        if req.top_logprobs is not None:
+            info = _logprob_info(row, req.top_logprobs)  # the model's distribution, before any mask
+        if req.constraint is not None:
+            if req.constraint.done:
+                self._finish(s, "stop")
+                return
+            row = np.array(row, dtype=np.float32, copy=True)
+            req.constraint.mask_logits(row)
+        t = int(req.sampler.sample(row, self._history(s)))
+        if req.constraint is not None:
+            req.constraint.accept(t)
+        if info is not None:
+            info["id"], info["logprob"] = t, float(info.pop("_lp")[t])
+        self._take(s, t, info)
+
+    def _take(self, s: _Slot, t: int, info: dict | None = None) -> bool:
+        """Hand token t to the request; False when the request finished (t not kept pending)."""
+        req = s.req
         if t in req.stop_ids:
             self._finish(s, "stop")
-            return
+            return False
         req.tokens.append(t)
         self.stats["completion_tokens"] += 1
         if info is not None:
@@ -333,6 +344,87 @@ class Engine:
             self._finish(s, "length")
         else:
             s.pending, s.state = t, "decode"
+            return True
+        return False
+
+    # -- speculative decoding (one generating slot, a drafter loaded) -------------------------------
+    def _can_draft(self, s: _Slot) -> bool:
+        req = s.req
+        return (self.model.drafter is not None and req.constraint is None and req.top_logprobs is None
+                and not req.prefix_tokens and len(req.tokens) + 1 < req.max_tokens
+                and s.ctx.n_past + MAX_DRAFT + 2 <= self.n_ctx)
+
+    def _draft_round(self, s: _Slot) -> None:
+        """Draft k tokens after the pending token t, verify t + drafts in one target pass, keep
+        the agreeing prefix (greedy: equal to the target's choice; sampling: the min(1, p/q)
+        test of speculative.py), roll the cache back, hand out the kept tokens. The pending
+        token was already handed out when it was sampled."""
+        from ..speculative import MAX_DRAFT as _MAX, accept_probability
+
+        req, ctx, sampler = s.req, s.ctx, s.req.sampler
+        drafter = self.model.drafter
+        t = s.pending
+        pos = ctx.n_past
+        h = ctx.last_hidden[-1].copy()
+        k = max(1, min(s.draft_k, req.max_tokens - len(req.tokens), _MAX))
+        greedy = not getattr(req, "temperature", 0.0) > 0.0
+        base = s.cached + [t]
+        drafts, qs = [], []
+        tok, hh = t, h
+        for _ in range(k):
+            dl, hh = drafter.step(ctx, tok, pos, hh)
+            hist = self._hist_of(req, base + drafts)
+            if greedy:
+                d = sampler.sample(dl, hist)
+            else:
+                q = sampler.probs(dl, hist)
+                d = sampler.draw(q)
+                qs.append(q)
+            drafts.append(int(d))
+            tok = d
+        rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
+        s.cached.extend([t] + drafts)
+        n_acc, nxt = 0, None
+        for i, d in enumerate(drafts):
+            hist = self._hist_of(req, base + drafts[:i])
+            if greedy:
+                want = int(sampler.sample(rows[i], hist))
+                ok = want == d
+                if not ok:
+                    nxt = want
+            else:
+                p = sampler.probs(rows[i], hist)
+                ok = sampler.uniform() < accept_probability(float(p[d]), float(qs[i][d]))
+                if not ok:
+                    r = np.maximum(p - qs[i], 0.0).astype(np.float32)
+                    nxt = int(sampler.draw(r if r.sum() > 0 else p))
+            if not ok:
+                break
+            n_acc += 1
+        if nxt is None:
+            nxt = int(sampler.sample(rows[k], self._hist_of(req, base + drafts)))
+        s.draft_k = min(s.draft_k + 1, _MAX) if n_acc == k else (max(s.draft_k - 1, 1) if n_acc == 0 else s.draft_k)
+        keep = pos + 1 + n_acc
+        if not ctx.truncate(keep):
+            raise RuntimeError("[speculative] the KV cache could not roll back the rejected drafts")
+        del s.cached[keep:]
+        self.stats["drafted"] += k
+        self.stats["draft_accepted"] += n_acc
+        self.stats["decode_steps"] += 1
+        self.stats["decode_rows"] += 1
+        self._rate.append((time.perf_counter(), n_acc + 1))
+        s.pending = None
+        for d in drafts[:n_acc]:
+            if not self._take(s, d):
+                return
+            s.pending = None  # d is in the cache already
+        self._take(s, nxt)
+
+    @staticmethod
+    def _hist_of(req: EngineRequest, seq: list) -> list[int]:
+        if req.history_n <= 0:
+            return []
+        return [k if isinstance(k, int) else k[0] for k in seq[-req.history_n:]]
 
     def _history(self, s: _Slot) -> list[int]:
         n = s.req.history_n
