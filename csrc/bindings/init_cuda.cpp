@@ -1,0 +1,111 @@
+// Host twins of the CUDA backend's shared block math (ops/cuda/block_math.cuh), compiled on
+// every build (no CUDA needed): the tests check the device code's arithmetic on machines
+// without a GPU. This file is compiled with -ffp-contract=off (CMakeLists.txt), as the
+// header's numerics contract requires.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "gguf/ggml_types.h"
+#include "ops/cuda/block_math.cuh"
+#include "ops/cuda/sampler_math.cuh"
+
+namespace py = pybind11;
+using namespace unigemma;
+
+namespace {
+
+int twin_type(const std::string& name, const char* op) {
+    const int t = static_cast<int>(gguf::type_from_name(name));
+    if (!cuda::supported_type(t))
+        throw InputError(std::string(op) + " type " + name + " is not read by the CUDA backend");
+    return t;
+}
+
+int64_t check_cols(int t, int64_t cols, const char* op) {
+    const int64_t blk = int64_t(cuda::kUnit) * cuda::units_per_block(t);
+    if (cols <= 0 || cols % blk != 0)
+        throw InputError(std::string(op) + " " + std::to_string(cols) + " elements is not a positive multiple of " +
+                         std::to_string(blk));
+    return cols;
+}
+
+}  // namespace
+
+void init_cuda(py::module_& m) {
+    m.def(
+        "cuda_twin_dequantize",
+        [](const std::string& type_name, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw,
+           int64_t n) {
+            const int t = twin_type(type_name, "[cuda_twin]");
+            check_cols(t, n, "[cuda_twin]");
+            const int64_t need = cuda::row_bytes_of(t, n);
+            if (raw.size() < need)
+                throw InputError("[cuda_twin] " + std::to_string(n) + " elements need " + std::to_string(need) +
+                                 " bytes, got " + std::to_string(raw.size()));
+            py::array_t<float> out(n);
+            const uint8_t* src = raw.data();
+            float* dst = out.mutable_data();
+            cuda::dispatch_type(t, [&](auto tc) { cuda::twin_dequantize<decltype(tc)::value>(src, n, dst); });
+            return out;
+        },
+        py::arg("type"), py::arg("raw"), py::arg("n"),
+        "Host twin of the CUDA weight-tile decode: n elements of `type` from raw blocks to float32.");
+
+    m.def(
+        "cuda_twin_gemv",
+        [](const std::string& type_name, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> w,
+           int64_t rows, int64_t cols, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+            const int t = twin_type(type_name, "[cuda_twin]");
+            check_cols(t, cols, "[cuda_twin]");
+            if (rows < 0) throw InputError("[cuda_twin] negative row count");
+            const int64_t rb = cuda::row_bytes_of(t, cols);
+            if (w.size() < rb * rows)
+                throw InputError("[cuda_twin] " + std::to_string(rows) + " rows need " + std::to_string(rb * rows) +
+                                 " weight bytes, got " + std::to_string(w.size()));
+            if (x.ndim() != 2 || x.shape(1) != cols)
+                throw InputError("[cuda_twin] x must be [n_tokens][" + std::to_string(cols) + "] float32");
+            const int64_t n = x.shape(0);
+            py::array_t<float> y({n, rows});
+            const uint8_t* wp = w.data();
+            const float* xp = x.data();
+            float* yp = y.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                cuda::dispatch_type(t, [&](auto tc) {
+                    for (int64_t c = 0; c < n; ++c)
+                        for (int64_t r = 0; r < rows; ++r)
+                            yp[c * rows + r] =
+                                cuda::twin_row_dot<decltype(tc)::value>(wp + r * rb, xp + c * cols, cols);
+                });
+            }
+            return y;
+        },
+        py::arg("type"), py::arg("weight"), py::arg("rows"), py::arg("cols"), py::arg("x"),
+        "Host twin of the CUDA GEMV: y[t][r] = W[r] . x[t] in the kernel's exact reduction order.");
+
+    m.def(
+        "cuda_twin_sample",
+        [](py::array_t<float, py::array::c_style | py::array::forcecast> logits, int32_t top_k, float top_p,
+           float min_p, float temperature, double u) {
+            if (logits.ndim() != 1 || logits.size() == 0) throw InputError("[cuda_twin] logits must be 1-D, non-empty");
+            if (!(temperature > 0.0f)) throw InputError("[cuda_twin] temperature must be > 0 (greedy is an argmax)");
+            if (!(u >= 0.0 && u < 1.0)) throw InputError("[cuda_twin] u must be in [0, 1)");
+            if (!(top_p > 0.0f && top_p <= 1.0f) || !(min_p >= 0.0f && min_p <= 1.0f))
+                throw InputError("[cuda_twin] top_p must be in (0, 1], min_p in [0, 1]");
+            const float* l = logits.data();
+            const auto V = static_cast<int32_t>(logits.size());
+            for (int32_t i = 0; i < V; ++i)
+                if (l[i] != l[i]) throw InputError("[cuda_twin] logits[" + std::to_string(i) + "] is NaN");
+            int status = 0, n_kept = 0;
+            const int32_t tok = cuda::twin_sample(l, V, top_k, top_p, min_p, temperature, u, &status, &n_kept);
+            static const char* names[] = {"ok", "fallback", "no_token"};
+            return py::make_tuple(tok, names[status], n_kept);
+        },
+        py::arg("logits"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"), py::arg("temperature"),
+        py::arg("u"),
+        "Host twin of the device sampler: (token, status, n_kept); status 'fallback' means the device "
+        "hands the row to the CPU sampler.");
+}
