@@ -126,6 +126,21 @@ def test_gemv_order_differs_from_sequential():
     assert seq == np.float32(2.0**24)
 
 
+@pytest.mark.parametrize("name", ["F16", "Q8_0"])
+@pytest.mark.parametrize("seed", range(3))
+def test_kv_encode_bitwise(name, seed):
+    # the device KV store must write what the CPU cache writes (quantize_rows)
+    rng = np.random.default_rng(3000 + seed)
+    x = (rng.standard_normal(32 * 64) * 10.0 ** rng.uniform(-8, 6, 32 * 64)).astype(np.float32)
+    x[:32] = 0.0  # an all-zero block (d = 0)
+    x[40] = 1e-42  # subnormal
+    if name == "F16":
+        x[50:53] = [np.inf, -np.inf, 70000.0]
+    got = core.cuda_twin_encode(name, x)
+    want = core.quantize(x.reshape(1, -1), name).view(np.uint8).reshape(-1)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_twin_errors():
     with pytest.raises(core.InputError):
         core.cuda_twin_dequantize("Q5_0", np.zeros(22, np.uint8), 32)

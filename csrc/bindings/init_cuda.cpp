@@ -108,4 +108,28 @@ void init_cuda(py::module_& m) {
         py::arg("u"),
         "Host twin of the device sampler: (token, status, n_kept); status 'fallback' means the device "
         "hands the row to the CPU sampler.");
+
+    m.def(
+        "cuda_twin_encode",
+        [](const std::string& type_name, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+            const int t = static_cast<int>(gguf::type_from_name(type_name));
+            if (t != cuda::kTF16 && t != cuda::kTQ8_0)
+                throw InputError("[cuda_twin] KV rows are stored as F16 or Q8_0, not " + type_name);
+            const int64_t n = x.size();
+            if (t == cuda::kTQ8_0 && n % 32 != 0) throw InputError("[cuda_twin] Q8_0 needs a multiple of 32 values");
+            py::array_t<uint8_t> out(t == cuda::kTF16 ? 2 * n : n / 32 * 34);
+            const float* xp = x.data();
+            uint8_t* o = out.mutable_data();
+            if (t == cuda::kTF16) {
+                for (int64_t i = 0; i < n; ++i) {
+                    const uint16_t h = cuda::ug_f32_to_f16(xp[i]);
+                    o[2 * i] = static_cast<uint8_t>(h & 0xff);
+                    o[2 * i + 1] = static_cast<uint8_t>(h >> 8);
+                }
+            } else {
+                for (int64_t b = 0; b < n / 32; ++b) cuda::encode_q8_0_block(xp + 32 * b, o + 34 * b);
+            }
+            return out;
+        },
+        py::arg("type"), py::arg("x"), "Host twin of the device KV-cache row encoder (F16 or Q8_0).");
 }

@@ -48,6 +48,7 @@
 #else
 #include <cmath>
 #define UG_HD inline
+
 #endif
 
 namespace unigemma::cuda {
@@ -259,6 +260,78 @@ UG_HD float unit_dot(const uint8_t* row, int64_t u, const float* x) {
         for (int i = 0; i < 32; ++i) s = ug_fma(w[i], x[i], s);
         return s;
     }
+}
+
+// ---------------------------------------------------------------- KV-cache row encoders
+
+// float32 -> binary16, round to nearest even, bit-identical to quant/fp16.h fp32_to_fp16
+// (numpy's cast) on every input, NaN payloads included.
+UG_HD uint16_t ug_f32_to_f16(float f) {
+    const uint32_t x = ug_f32_to_bits(f);
+    const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) {
+        if (ax == 0x7f800000u) return sign | 0x7c00u;
+        uint16_t payload = static_cast<uint16_t>((ax & 0x007fffffu) >> 13);
+        if (payload == 0) payload = 1;
+        return static_cast<uint16_t>(sign | 0x7c00u | payload);
+    }
+    if (ax >= 0x47800000u) return sign | 0x7c00u;
+    if (ax <= 0x33000000u) return sign;
+    const uint32_t exp = ax >> 23;
+    const uint32_t mant = (ax & 0x007fffffu) | 0x00800000u;
+    if (exp < 113) {
+        const uint32_t shift = 126 - exp;
+        uint32_t q = mant >> shift;
+        const uint32_t rem = mant & ((1u << shift) - 1u);
+        const uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1u))) ++q;
+        return static_cast<uint16_t>(sign | q);
+    }
+    uint32_t h = ((exp - 112u) << 10) | ((ax >> 13) & 0x3ffu);
+    const uint32_t rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+}
+
+UG_HD float ug_div(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
+
+// gguf.quants np_roundf in float32 (quant_legacy.cpp): sign(n) * (floor|n| + floor(2 (|n| - floor|n|))).
+UG_HD float ug_np_roundf(float n) {
+    const float a = fabsf(n);
+    const float fl = floorf(a);
+    const float b = ug_add(fl, floorf(ug_mul(2.0f, ug_sub(a, fl))));
+    const float sign = n > 0.0f ? 1.0f : n < 0.0f ? -1.0f : n == 0.0f ? 0.0f : n;
+    return ug_mul(sign, b);
+}
+
+// One Q8_0 block (34 bytes) from 32 floats, bit-identical to quant::quantize_rows(Q8_0):
+// d = max|x| / 127 (NaN propagates), q = np_roundf(x / d) as int8 (numpy's wrapping cast).
+UG_HD void encode_q8_0_block(const float* x, uint8_t* out) {
+    float amax = fabsf(x[0]);
+    for (int k = 0; k < 32; ++k) {
+        const float a = fabsf(x[k]);
+        if (a != a) {
+            amax = a;
+            break;
+        }
+        if (a > amax) amax = a;
+    }
+    const float d = ug_div(amax, 127.0f);
+    const float id = d == 0.0f ? 0.0f : ug_div(1.0f, d);
+    for (int k = 0; k < 32; ++k) {
+        const float v = ug_np_roundf(ug_mul(x[k], id));
+        out[2 + k] = fabsf(v) < 2147483648.0f ? static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(v))) : 0;
+    }
+    const uint16_t h = ug_f32_to_f16(d);
+    out[0] = static_cast<uint8_t>(h & 0xff);
+    out[1] = static_cast<uint8_t>(h >> 8);
 }
 
 // ---------------------------------------------------------------- host twins
