@@ -213,20 +213,25 @@ UG_HD void decode_unit(const uint8_t* row, int64_t u, float* out) {
 
 // ---------------------------------------------------------------- dot of one unit
 
-// sum_i w[i] * x[i] over unit u of `row`, x = the unit's 32 activations (order: header).
-template <int T>
-UG_HD float unit_dot(const uint8_t* row, int64_t u, const float* x) {
-    if constexpr (T == kTQ4_0) {
-        const uint8_t* b = row + u * 18;
-        float s = 0.0f;
-        for (int i = 0; i < 16; ++i) s = ug_fma(static_cast<float>((b[2 + i] & 0x0f) - 8), x[i], s);
-        for (int i = 0; i < 16; ++i) s = ug_fma(static_cast<float>((b[2 + i] >> 4) - 8), x[16 + i], s);
-        return ug_mul(ug_f16_to_f32(ld_u16(b)), s);
-    } else if constexpr (T == kTQ8_0) {
-        const uint8_t* b = row + u * 34;
-        float s = 0.0f;
-        for (int i = 0; i < 32; ++i) s = ug_fma(static_cast<float>(static_cast<int8_t>(b[2 + i])), x[i], s);
-        return ug_mul(ug_f16_to_f32(ld_u16(b)), s);
+// res[c] = sum_i w[i] * x[c * x_stride + i] over unit u of `row`, for NT token columns at
+// once (the weights are decoded once for all columns); each column's arithmetic is the
+// one-column order of the header, so the result of a column does not depend on NT.
+template <int T, int NT>
+UG_HD void unit_dot_n(const uint8_t* row, int64_t u, const float* x, int64_t x_stride, float* res) {
+    if constexpr (T == kTQ4_0 || T == kTQ8_0) {
+        const uint8_t* b = row + u * (T == kTQ4_0 ? 18 : 34);
+        float s[NT];
+        for (int c = 0; c < NT; ++c) s[c] = 0.0f;
+        for (int i = 0; i < 32; ++i) {
+            float q;
+            if constexpr (T == kTQ4_0)
+                q = static_cast<float>((i < 16 ? (b[2 + i] & 0x0f) : (b[2 + i - 16] >> 4)) - 8);
+            else
+                q = static_cast<float>(static_cast<int8_t>(b[2 + i]));
+            for (int c = 0; c < NT; ++c) s[c] = ug_fma(q, x[c * x_stride + i], s[c]);
+        }
+        const float d = ug_f16_to_f32(ld_u16(b));
+        for (int c = 0; c < NT; ++c) res[c] = ug_mul(d, s[c]);
     } else if constexpr (T == kTQ4_K) {
         const uint8_t* b = row + (u / 8) * 144;
         const int j = static_cast<int>(u % 8);
@@ -234,32 +239,52 @@ UG_HD float unit_dot(const uint8_t* row, int64_t u, const float* x) {
         scale_min_k4(b + 4, j, &sc, &m);
         const uint8_t* qs = b + 16 + 32 * (j / 2);
         const int shift = 4 * (j % 2);
-        float sq = 0.0f, sx = 0.0f;
+        float sq[NT], sx[NT];
+        for (int c = 0; c < NT; ++c) sq[c] = sx[c] = 0.0f;
         for (int i = 0; i < 32; ++i) {
-            sq = ug_fma(static_cast<float>((qs[i] >> shift) & 0x0f), x[i], sq);
-            sx = ug_add(sx, x[i]);
+            const float q = static_cast<float>((qs[i] >> shift) & 0x0f);
+            for (int c = 0; c < NT; ++c) {
+                sq[c] = ug_fma(q, x[c * x_stride + i], sq[c]);
+                sx[c] = ug_add(sx[c], x[c * x_stride + i]);
+            }
         }
         const float dl = ug_mul(ug_f16_to_f32(ld_u16(b)), static_cast<float>(sc));
         const float ml = ug_mul(ug_f16_to_f32(ld_u16(b + 2)), static_cast<float>(m));
-        return ug_sub(ug_mul(dl, sq), ug_mul(ml, sx));
+        for (int c = 0; c < NT; ++c) res[c] = ug_sub(ug_mul(dl, sq[c]), ug_mul(ml, sx[c]));
     } else if constexpr (T == kTQ6_K) {
         const uint8_t* b = row + (u / 8) * 210;
         const int su = static_cast<int>(u % 8);
-        float sa = 0.0f, sb = 0.0f;
+        float sa[NT], sb[NT];
+        for (int c = 0; c < NT; ++c) sa[c] = sb[c] = 0.0f;
         int ia = 0, ib = 0;
-        for (int i = 0; i < 16; ++i) sa = ug_fma(static_cast<float>(q6k_value(b, su, i, &ia)), x[i], sa);
-        for (int i = 16; i < 32; ++i) sb = ug_fma(static_cast<float>(q6k_value(b, su, i, &ib)), x[i], sb);
+        for (int i = 0; i < 16; ++i) {
+            const float q = static_cast<float>(q6k_value(b, su, i, &ia));
+            for (int c = 0; c < NT; ++c) sa[c] = ug_fma(q, x[c * x_stride + i], sa[c]);
+        }
+        for (int i = 16; i < 32; ++i) {
+            const float q = static_cast<float>(q6k_value(b, su, i, &ib));
+            for (int c = 0; c < NT; ++c) sb[c] = ug_fma(q, x[c * x_stride + i], sb[c]);
+        }
         const float d = ug_f16_to_f32(ld_u16(b + 208));
         const float da = ug_mul(d, static_cast<float>(static_cast<int8_t>(b[192 + ia])));
         const float db = ug_mul(d, static_cast<float>(static_cast<int8_t>(b[192 + ib])));
-        return ug_add(ug_mul(da, sa), ug_mul(db, sb));
+        for (int c = 0; c < NT; ++c) res[c] = ug_add(ug_mul(da, sa[c]), ug_mul(db, sb[c]));
     } else {
         float w[32];
         decode_unit<T>(row, u, w);
-        float s = 0.0f;
-        for (int i = 0; i < 32; ++i) s = ug_fma(w[i], x[i], s);
-        return s;
+        for (int c = 0; c < NT; ++c) {
+            float s = 0.0f;
+            for (int i = 0; i < 32; ++i) s = ug_fma(w[i], x[c * x_stride + i], s);
+            res[c] = s;
+        }
     }
+}
+
+template <int T>
+UG_HD float unit_dot(const uint8_t* row, int64_t u, const float* x) {
+    float r;
+    unit_dot_n<T, 1>(row, u, x, 0, &r);
+    return r;
 }
 
 // ---------------------------------------------------------------- KV-cache row encoders

@@ -60,11 +60,12 @@ UG_HD int radix_pick(const uint32_t* hist, uint32_t* want) {
     return 0;  // unreachable when want <= sum(hist)
 }
 
-// Steps 3-4 on the sorted candidates (n of them, ln[i] their logits): returns the kept count
-// (a prefix) or -1 for kFallback. e[i] receives exp(l - lmax).
-UG_HD int cut_sorted(const float* ln, int n, bool c_is_all, double lmax, double Z, float top_p, float min_p,
-                     double* e) {
-    for (int i = 0; i < n; ++i) e[i] = exp(static_cast<double>(ln[i]) - lmax);
+// exp(l - lmax) in double: a token's unnormalized probability at T = 1.
+UG_HD double mass(float l, double lmax) { return exp(static_cast<double>(l) - lmax); }
+
+// Step 4 on the n sorted candidates with e[i] = mass(l_i): returns the kept count (a prefix of
+// the order) or -1 for kFallback. Z: the normalizer of step 3.
+UG_HD int cut_sorted(int n, bool c_is_all, double Z, float top_p, float min_p, const double* e) {
     const bool use_p = top_p < 1.0f, use_min = min_p > 0.0f;
     if (!use_p && !use_min) return c_is_all ? n : -1;
     int keep_min = n, keep_p = n;
@@ -98,19 +99,21 @@ UG_HD int cut_sorted(const float* ln, int n, bool c_is_all, double lmax, double 
     return keep;
 }
 
-// The draw over the kept tokens in ascending id order (ids[], logits ln[], e[] = exp(l - lmax)).
-UG_HD int32_t draw_sorted_by_id(const int32_t* ids, const float* ln, const double* e, int n, double lmax,
-                                float temperature, bool reuse_e, double u) {
-    const double T = temperature;
+// Weight of a kept token for the draw (sampler.cpp: e reused when T == 1 after a mass filter).
+UG_HD double draw_weight(float l, double lmax, double e, float temperature, bool reuse_e) {
+    return reuse_e ? e : exp((static_cast<double>(l) - lmax) / static_cast<double>(temperature));
+}
+
+// The draw over the kept tokens in ascending id order (ids[], weights w[]): sequential sums.
+UG_HD int32_t draw_sorted_by_id(const int32_t* ids, const double* w, int n, double u) {
     double W = 0.0;
-    for (int i = 0; i < n; ++i) W += reuse_e ? e[i] : exp((static_cast<double>(ln[i]) - lmax) / T);
+    for (int i = 0; i < n; ++i) W += w[i];
     const double target = u * W;
     double cum = 0.0;
     int32_t pick = ids[0];
     for (int i = 0; i < n; ++i) {
-        const double w = reuse_e ? e[i] : exp((static_cast<double>(ln[i]) - lmax) / T);
-        if (w <= 0.0) continue;
-        cum += w;
+        if (w[i] <= 0.0) continue;
+        cum += w[i];
         pick = ids[i];
         if (target < cum) return pick;
     }
@@ -177,35 +180,34 @@ inline int32_t twin_sample(const float* l, int32_t V, int32_t top_k, float top_p
     const double m = lmax;
     double Z = 0.0;
     const bool c_is_all = K <= static_cast<uint32_t>(kMaxKept);
+    std::vector<double> e(ln.size());
+    for (size_t i = 0; i < ln.size(); ++i) e[i] = mass(ln[i], m);
     if (c_is_all) {
-        for (float v : ln) Z += exp(static_cast<double>(v) - m);
+        for (double v : e) Z += v;
     } else {
         const int32_t per = (V + kSampleThreads - 1) / kSampleThreads;
         for (int t = 0; t < kSampleThreads; ++t) {
             double part = 0.0;
             for (int32_t i = t * per; i < std::min(V, (t + 1) * per); ++i)
-                if (l[i] != -INFINITY) part += exp(static_cast<double>(l[i]) - m);
+                if (l[i] != -INFINITY) part += mass(l[i], m);
             Z += part;
         }
     }
-    std::vector<double> e(ln.size());
-    const int keep = cut_sorted(ln.data(), static_cast<int>(ln.size()), c_is_all, m, Z, top_p, min_p, e.data());
+    const int keep = cut_sorted(static_cast<int>(ln.size()), c_is_all, Z, top_p, min_p, e.data());
     if (keep < 0) return *status = kSampleFallback, -1;
     std::vector<int> byid(static_cast<size_t>(keep));
     for (int i = 0; i < keep; ++i) byid[static_cast<size_t>(i)] = i;
     std::sort(byid.begin(), byid.end(), [&](int a, int b) { return ids[a] < ids[b]; });
+    const bool reuse_e = temperature == 1.0f && (top_p < 1.0f || min_p > 0.0f);
     std::vector<int32_t> kid(byid.size());
-    std::vector<float> kl(byid.size());
-    std::vector<double> ke(byid.size());
+    std::vector<double> kw(byid.size());
     for (size_t i = 0; i < byid.size(); ++i) {
         kid[i] = ids[byid[i]];
-        kl[i] = ln[byid[i]];
-        ke[i] = e[byid[i]];
+        kw[i] = draw_weight(ln[byid[i]], m, e[byid[i]], temperature, reuse_e);
     }
     *n_kept = keep;
     *status = kSampleOk;
-    const bool reuse_e = temperature == 1.0f && (top_p < 1.0f || min_p > 0.0f);
-    return draw_sorted_by_id(kid.data(), kl.data(), ke.data(), keep, m, temperature, reuse_e, u);
+    return draw_sorted_by_id(kid.data(), kw.data(), keep, u);
 }
 
 }  // namespace unigemma::cuda
