@@ -33,6 +33,7 @@
 #include "ops/cpu/kernels.h"
 #include "ops/cuda/block_math.cuh"
 #include "ops/cuda/kernels.h"
+#include "ops/cuda/sampler_math.cuh"
 #include "quant/quant.h"
 
 using namespace unigemma;

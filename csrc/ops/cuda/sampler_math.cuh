@@ -122,8 +122,7 @@ UG_HD int32_t draw_sorted_by_id(const int32_t* ids, const double* w, int n, doub
 
 }  // namespace unigemma::cuda
 
-#ifndef __CUDACC__
-// ---------------------------------------------------------------- host twin
+// ---------------------------------------------------------------- host twin (host function)
 #include <algorithm>
 #include <vector>
 
@@ -211,4 +210,3 @@ inline int32_t twin_sample(const float* l, int32_t V, int32_t top_k, float top_p
 }
 
 }  // namespace unigemma::cuda
-#endif
