@@ -4,13 +4,19 @@
 // header's numerics contract requires.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "gguf/ggml_types.h"
 #include "ops/cuda/block_math.cuh"
 #include "ops/cuda/sampler_math.cuh"
+#include "model/text_model.h"
+#include "runtime/kv_cache.h"
+#include "runtime/offload_plan.h"
 
 namespace py = pybind11;
 using namespace unigemma;
@@ -34,7 +40,68 @@ int64_t check_cols(int t, int64_t cols, const char* op) {
 
 }  // namespace
 
+static py::dict plan_dict(const runtime::OffloadPlan& p) {
+    py::dict d;
+    py::list on;
+    for (bool b : p.on_gpu) on.append(b);
+    d["on_gpu"] = on;
+    d["n_gpu"] = p.n_gpu;
+    d["n_requested"] = p.n_requested;
+    d["head_on_gpu"] = p.head_on_gpu;
+    d["gpu_bytes"] = p.gpu_bytes;
+    d["cpu_bytes"] = p.cpu_bytes;
+    d["max_fit"] = p.max_fit;
+    return d;
+}
+
+static py::dict input_dict(const runtime::OffloadInput& in) {
+    py::dict d;
+    d["layer_weight_bytes"] = in.layer_weight_bytes;
+    d["layer_kv_bytes"] = in.layer_kv_bytes;
+    d["kv_source"] = in.kv_source;
+    d["head_bytes"] = in.head_bytes;
+    d["embd_bytes"] = in.embd_bytes;
+    d["head_tied"] = in.head_tied;
+    return d;
+}
+
 void init_cuda(py::module_& m) {
+    m.def(
+        "plan_offload",
+        [](std::vector<size_t> layer_weight_bytes, std::vector<size_t> layer_kv_bytes, std::vector<int> kv_source,
+           size_t head_bytes, size_t embd_bytes, bool head_tied, size_t compute_reserve, size_t device_free,
+           int n_gpu_layers) {
+            runtime::OffloadInput in;
+            in.layer_weight_bytes = std::move(layer_weight_bytes);
+            in.layer_kv_bytes = std::move(layer_kv_bytes);
+            in.kv_source = std::move(kv_source);
+            in.head_bytes = head_bytes;
+            in.embd_bytes = embd_bytes;
+            in.head_tied = head_tied;
+            in.compute_reserve = compute_reserve;
+            in.device_free = device_free;
+            in.n_gpu_layers = n_gpu_layers;
+            return plan_dict(runtime::plan_offload(in));
+        },
+        py::arg("layer_weight_bytes"), py::arg("layer_kv_bytes"), py::arg("kv_source"), py::arg("head_bytes"),
+        py::arg("embd_bytes"), py::arg("head_tied"), py::arg("compute_reserve"), py::arg("device_free"),
+        py::arg("n_gpu_layers"),
+        "Partial-offload plan (runtime/offload_plan.h): n_gpu_layers -1 = all + head, -2 = auto, N = the last N "
+        "layers. Returns on_gpu, n_gpu, n_requested, head_on_gpu, gpu_bytes, cpu_bytes, max_fit.");
+    m.def(
+        "offload_sizes",
+        [](const model::TextModel& t, int64_t n_ctx, int64_t n_ubatch, const std::string& k, const std::string& v) {
+            model::ContextParams p;
+            if (n_ctx <= 0 || n_ubatch <= 0) throw InputError("[offload] n_ctx and n_ubatch must be positive");
+            p.n_ctx = n_ctx;
+            p.n_ubatch = std::min(n_ubatch, n_ctx);
+            p.k_type = runtime::kv_type_from_name(k, "K cache");
+            p.v_type = runtime::kv_type_from_name(v, "V cache");
+            return input_dict(runtime::offload_input(t, p));
+        },
+        py::arg("model"), py::arg("n_ctx"), py::arg("n_ubatch") = 512, py::arg("k_type") = "f16",
+        py::arg("v_type") = "f16", "Per-layer weight and KV bytes of a TextModel at n_ctx: the inputs of plan_offload.");
+
     m.def(
         "cuda_twin_dequantize",
         [](const std::string& type_name, py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw,
