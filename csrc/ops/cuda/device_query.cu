@@ -1,11 +1,12 @@
-// CUDA backend entry point (compile-only until the CUDA issue): reports the devices the
-// runtime can see, for `unigemma info`. Kernels land in this directory.
+// CUDA runtime helpers: the devices the runtime can see (`unigemma info`) and the error check
+// every launcher uses (kernels.h).
 #include <cuda_runtime.h>
 
 #include <string>
 #include <vector>
 
 #include "ops/cuda/device_query.h"
+#include "ops/cuda/kernels.h"
 
 namespace unigemma::cuda {
 
@@ -22,6 +23,13 @@ std::vector<DeviceInfo> list_devices() {
         out.push_back({std::string(p.name), p.major * 10 + p.minor, static_cast<size_t>(p.totalGlobalMem)});
     }
     return out;
+}
+
+void check_cuda(int code, const char* what) {
+    if (code == static_cast<int>(cudaSuccess)) return;
+    const auto e = static_cast<cudaError_t>(code);
+    cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+    throw CudaError(std::string("[cuda] ") + what + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
 }
 
 }  // namespace unigemma::cuda
