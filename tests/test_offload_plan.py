@@ -113,3 +113,21 @@ def test_real_model_sizes():
     assert abs(total - m.weight_bytes) <= 0.01 * m.weight_bytes
     p = offload.plan(m, 4096, device_free=8 << 30)
     assert p["head_on_gpu"] and p["n_gpu"] == L
+
+
+def test_model_n_gpu_layers_names_what_is_missing():
+    import unigemma
+
+    info = unigemma.build_info()
+    with pytest.raises(unigemma.InputError, match="n_gpu_layers must be"):
+        unigemma.Model(n_ctx=64, n_gpu_layers=-3)
+    if not info["cuda"]:
+        want = "needs the CUDA backend"
+    elif not info.get("cuda_devices"):
+        want = "no CUDA device is visible"
+    else:
+        want = "not wired up yet"
+    for n in (-1, -2, 4):
+        with pytest.raises(unigemma.InputError, match=want):
+            unigemma.Model(n_ctx=64, n_gpu_layers=n)
+    assert len(unigemma.Model(n_ctx=64, n_gpu_layers=0).generate("Hi", max_tokens=2, stop_tokens=[]).tokens) == 2

@@ -81,6 +81,12 @@ class Model:
                  ``-centroids.gguf`` beside it, if present; False: use the full head). ``draft_tokens``: tokens drafted
                  per round, 1..8, or "auto" (adaptive, the default).
 
+    n_gpu_layers: 0 (default): CPU only. -1 every layer and the head on the GPU, -2 as many as
+                 fit, N the last N layers (``unigemma.offload.plan``). The CUDA kernels exist
+                 (csrc/ops/cuda, verified on the host only), but the model does not run on them
+                 yet: a non-zero value raises InputError naming what is missing (no CUDA build,
+                 no device, or the unwired GPU path), after checking that the plan fits.
+
     ``kv_bytes_estimate`` is the KV cache size at full context, known before it is allocated.
     """
 
@@ -88,7 +94,7 @@ class Model:
                  kv_type_k: str | None = None, kv_type_v: str | None = None, n_ubatch: int = 512,
                  act_precision: str = "q8", verbose: bool = False, mmproj=None, image_tokens: int = 280,
                  video_tokens: int = 70, video_frames: int = 32, draft=None, draft_tokens="auto",
-                 draft_centroids=None) -> None:
+                 draft_centroids=None, n_gpu_layers: int = 0) -> None:
         if path is None:
             from .default_model import default_model_path
 
@@ -125,6 +131,8 @@ class Model:
                       f"{time.perf_counter() - t0:.2f} s")
             self._log(f"KV cache: {self.kv_bytes_estimate / 2**20:.1f} MiB for n_ctx={self.n_ctx} "
                       f"(K {self.kv_type_k}, V {self.kv_type_v})")
+        if n_gpu_layers:
+            self._check_gpu(int(n_gpu_layers))
         self.media = None
         if mmproj is not None:
             from .multimodal import MediaEncoder
@@ -146,6 +154,27 @@ class Model:
         self._run_id = 0
         self.n_evaluated = 0          # tokens evaluated in the generation context so far
         self.last_stats: dict | None = None
+
+    def _check_gpu(self, n_gpu_layers: int) -> None:
+        from . import build_info
+        from .offload import plan
+
+        if n_gpu_layers < -2:
+            raise _core.InputError(f"[cuda] n_gpu_layers must be -2 (fit), -1 (all), 0 or a layer count, "
+                                   f"got {n_gpu_layers}")
+        info = build_info()
+        if not info["cuda"]:
+            raise _core.InputError(f"[cuda] n_gpu_layers={n_gpu_layers} needs the CUDA backend; this build has "
+                                   f"none (reinstall with nvcc on PATH or UNIGEMMA_CUDA=ON)")
+        devs = info.get("cuda_devices") or []
+        if not devs:
+            raise _core.InputError(f"[cuda] n_gpu_layers={n_gpu_layers}: no CUDA device is visible (driver "
+                                   f"missing or no GPU)")
+        p = plan(self.text_model, self.n_ctx, int(devs[0]["total_bytes"]), n_gpu_layers, n_ubatch=self.n_ubatch,
+                 k_type=self.kv_type_k, v_type=self.kv_type_v)
+        raise _core.InputError(f"[cuda] the plan puts {p['n_gpu']} layers ({p['gpu_bytes'] / 2**30:.1f} GiB) on "
+                               f"{devs[0]['name']}, but running the model on the GPU is not wired up yet "
+                               f"(kernels only; use n_gpu_layers=0)")
 
     # -- basics ---------------------------------------------------------------------------------
     @staticmethod
