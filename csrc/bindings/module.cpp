@@ -16,6 +16,7 @@ void init_sampler(py::module_& m);
 void init_tokenizer(py::module_& m);
 void init_preprocess(py::module_& m);
 void init_attention(py::module_& m);
+void init_grammar(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "unigemma C++ core";
@@ -32,4 +33,5 @@ PYBIND11_MODULE(_core, m) {
     init_tokenizer(m);
     init_preprocess(m);
     init_attention(m);
+    init_grammar(m);
 }
