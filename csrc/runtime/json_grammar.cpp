@@ -143,6 +143,34 @@ inline bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c ==
 
 using Journal = std::vector<std::pair<uint32_t, Frame>>;
 
+// Depth-aware key rules for an object frame at stack size `s` (itself included). A value for
+// declared key j or an additional key opens at s + 1, so it fits if s + need <= kMaxDepth;
+// required keys always fit (the object opened only where its own need fitted).
+inline bool fits(const Schema& sc, size_t s, uint32_t node) {
+    const uint32_t need = sc.nodes[node].need;
+    return need != kUnbounded && s + need <= JsonMatcher::kMaxDepth;
+}
+inline bool additional_fits(const Schema& sc, const ObjectSpec& o, uint32_t p, size_t s) {
+    return o.additional_ok(p) && fits(sc, s, static_cast<uint32_t>(o.additional));
+}
+inline bool declared_fits(const Schema& sc, const ObjectSpec& o, uint32_t p, size_t s, uint32_t j) {
+    return j >= p && j <= o.last_candidate[p] && o.usable[j] && fits(sc, s, o.schema[j]);
+}
+// Some declared key that may come at p and fits passes through names-trie node t.
+bool candidate_below(const Schema& sc, const ObjectSpec& o, uint32_t t, uint32_t p, size_t s) {
+    const auto& v = o.below[t];
+    for (auto it = std::lower_bound(v.begin(), v.end(), p); it != v.end() && *it <= o.last_candidate[p]; ++it)
+        if (fits(sc, s, o.schema[*it])) return true;
+    return false;
+}
+bool key_possible(const Schema& sc, const ObjectSpec& o, uint32_t p, size_t s) {
+    if (!o.key_possible[p]) return false;
+    if (additional_fits(sc, o, p, s)) return true;
+    for (uint32_t j = p; j < o.names.size() && j <= o.last_candidate[p]; ++j)
+        if (declared_fits(sc, o, p, s, j)) return true;
+    return false;
+}
+
 // Steps one thread by one byte. With a journal, every frame it overwrites or pops is logged
 // first (undo() restores); forks (other anyOf alternatives starting with the byte) are
 // appended as independent stacks that have consumed the byte.
@@ -171,8 +199,7 @@ public:
                     set(st, top, f);
                     return start_value(st, o.arg, c);
                 case Act::PushKey: {
-                    set(st, top, f);
-                    if (st.size() >= JsonMatcher::kMaxDepth) return false;
+                    set(st, top, f);  // key_possible() checked that a key and its value fit
                     Frame k;
                     k.node = f.node;
                     k.kind = K_KEY;
@@ -217,14 +244,14 @@ private:
 
     bool start_value(Stack& st, uint32_t node, uint8_t c) const {
         const Node& n = s_.nodes[node];
-        if (!n.first[c] || st.size() >= JsonMatcher::kMaxDepth) return false;
+        if (!n.first[c] || !fits(s_, st.size(), node)) return false;  // (a union: some alternative fits)
         if (n.kind != NodeKind::Union) {
             st.push_back(init_frame(s_, node));
             return step(st, c);
         }
         int32_t primary = -1;
         for (uint32_t alt : s_.unions[n.spec]) {
-            if (!s_.nodes[alt].first[c]) continue;
+            if (!s_.nodes[alt].first[c] || !fits(s_, st.size(), alt)) continue;
             if (primary < 0) {
                 primary = static_cast<int32_t>(alt);
                 continue;
@@ -235,6 +262,7 @@ private:
             Engine sub(s_, static_cast<int>(max_ws_), nullptr, forks_);
             if (sub.step(copy, c)) forks_->push_back(std::move(copy));
         }
+        if (primary < 0) return false;
         st.push_back(init_frame(s_, static_cast<uint32_t>(primary)));
         return step(st, c);
     }
@@ -276,8 +304,8 @@ private:
                 f.ws = 0;
                 f.phase = R_IN;
                 return {Act::Push, f.node};
-            case K_OBJECT: return feed_object(f, c);
-            case K_ARRAY: return feed_array(f, c);
+            case K_OBJECT: return feed_object(f, c, st.size());
+            case K_ARRAY: return feed_array(f, c, st.size());
             case K_STRING: {
                 if (f.phase == S_OPEN) {
                     if (c != '"') return {Act::Fail};
@@ -310,7 +338,8 @@ private:
         return {Act::Fail};
     }
 
-    Out feed_object(Frame& f, uint8_t c) const {
+    // sz: stack size with this frame on top.
+    Out feed_object(Frame& f, uint8_t c, size_t sz) const {
         const ObjectSpec& o = s_.objects[s_.nodes[f.node].spec];
         if (f.phase == O_OPEN) {
             if (c != '{') return {Act::Fail};
@@ -322,7 +351,7 @@ private:
         switch (f.phase) {
             case O_FIRST:
             case O_NEXT_KEY:
-                if (c == '"' && o.key_possible[f.a]) {
+                if (c == '"' && key_possible(s_, o, f.a, sz)) {
                     f.phase = O_IN_KEY;
                     return {Act::PushKey};
                 }
@@ -336,7 +365,7 @@ private:
                 f.phase = O_IN_VALUE;
                 return {Act::Push, f.b == kAdditional ? static_cast<uint32_t>(o.additional) : o.schema[f.b]};
             case O_AFTER_VALUE:
-                if (c == ',' && o.key_possible[f.a]) {
+                if (c == ',' && key_possible(s_, o, f.a, sz)) {
                     f.phase = O_NEXT_KEY;
                     return {Act::Stay};
                 }
@@ -346,7 +375,7 @@ private:
         return {Act::Fail};
     }
 
-    Out feed_array(Frame& f, uint8_t c) const {
+    Out feed_array(Frame& f, uint8_t c, size_t sz) const {
         const ArraySpec& a = s_.arrays[s_.nodes[f.node].spec];
         if (f.phase == A_OPEN) {
             if (c != '[') return {Act::Fail};
@@ -356,7 +385,7 @@ private:
         if (is_ws(c)) return ws(f);
         f.ws = 0;
         if (f.phase == A_AFTER) {
-            if (c == ',' && f.a < a.max_items) {
+            if (c == ',' && f.a < a.max_items && fits(s_, sz, a.item(f.a))) {
                 f.phase = A_NEXT;
                 return {Act::Stay};
             }
@@ -369,32 +398,37 @@ private:
     }
 
     // A key of the object frame below (st[size-2], whose `a` is p). While the key still spells
-    // the start of a declared name (f.a is a names-trie node) it takes no escapes, and it must
-    // lead to a candidate name unless additional keys are allowed; once it leaves every name it
-    // is an additional key.
+    // the start of a declared name's canonical spelling (f.a is a names-trie node) it must lead
+    // to a candidate name unless additional keys are allowed; once it leaves every name (on a
+    // raw character) it is an additional key.
     Out feed_key(const Stack& st, Frame& f, uint8_t c) const {
         const ObjectSpec& o = s_.objects[s_.nodes[f.node].spec];
         const uint32_t p = st[st.size() - 2].a;
+        const size_t so = st.size() - 1;  // stack size with the object on top
+        const bool add_ok = additional_fits(s_, o, p, so);
         const bool boundary = at_char_boundary(f.b);
         if (boundary && c == '"') {
             if (f.a != kDiverged) {
                 const int32_t j = o.names_trie.nodes[f.a].value;
                 if (j >= 0) {
                     const uint32_t ju = static_cast<uint32_t>(j);
-                    return {ju >= p && ju <= o.last_candidate[p] && o.usable[ju] ? Act::Pop : Act::Fail, ju};
+                    return {declared_fits(s_, o, p, so, ju) ? Act::Pop : Act::Fail, ju};
                 }
             }
-            return {o.additional_ok(p) ? Act::Pop : Act::Fail, kAdditional};
+            return {add_ok ? Act::Pop : Act::Fail, kAdditional};
         }
-        if (f.a != kDiverged && boundary && c == '\\') return {Act::Fail};
+        const bool in_escape = (f.b & 15) != 0;
         if (string_body(f.b, c) == B_FAIL) return {Act::Fail};
         if (f.a != kDiverged) {
             const int32_t t = o.names_trie.child(f.a, c);
             if (t < 0) {
-                if (!o.additional_ok(p)) return {Act::Fail};
+                // Leaving the names on a raw character (not on '\\', not inside an escape)
+                // makes the decoded key differ from every declared name: the character at
+                // that point is spelled raw in all of their canonical spellings.
+                if (!add_ok || in_escape || c == '\\') return {Act::Fail};
                 f.a = kDiverged;
             } else {
-                if (!o.additional_ok(p) && !o.candidate_below(static_cast<uint32_t>(t), p)) return {Act::Fail};
+                if (!add_ok && !candidate_below(s_, o, static_cast<uint32_t>(t), p, so)) return {Act::Fail};
                 f.a = static_cast<uint32_t>(t);
             }
         }
@@ -479,7 +513,8 @@ int64_t free_string_budget(const Schema& s, const Stack& st) {
     if (f.kind == K_KEY) {
         if (!at_char_boundary(f.b)) return -1;
         const ObjectSpec& o = s.objects[s.nodes[f.node].spec];
-        if (f.a == kDiverged || o.additional_ok(st[st.size() - 2].a)) return std::numeric_limits<int64_t>::max();
+        if (f.a == kDiverged || additional_fits(s, o, st[st.size() - 2].a, st.size() - 1))
+            return std::numeric_limits<int64_t>::max();
     }
     return -1;
 }
@@ -503,8 +538,8 @@ struct Walker {
     int max_ws;
     std::vector<uint64_t>& bits;
 
-    // st has consumed the path to trie node `ni` and is alive.
-    void walk(Stack& st, uint32_t ni, Journal& j) {
+    // st has consumed the path to trie node `ni` (depth bytes) and is alive.
+    void walk(Stack& st, uint32_t ni, uint32_t depth, Journal& j) {
         const TokenVocab::Node& x = v.nodes()[ni];
         set_range(bits, x.tok_begin, x.tok_begin + x.n_end);
         const int64_t budget = free_string_budget(s, st);
@@ -513,19 +548,29 @@ struct Walker {
         const uint32_t end = x.child_begin + x.n_children;
         for (uint32_t ci = x.child_begin; ci < end; ++ci) {
             const TokenVocab::Node& y = v.nodes()[ci];
-            if (budget >= 0 && y.plain_chars != TokenVocab::kNotPlain && y.plain_chars <= budget) {
-                set_range(bits, y.tok_begin, y.tok_end);
+            if (budget >= 0 && y.plain_chars != TokenVocab::kNotPlain) {
+                if (y.plain_chars <= budget) {
+                    set_range(bits, y.tok_begin, y.tok_end);
+                } else {
+                    // Too long for some tokens: take those whose characters past the path fit.
+                    // The path's own count is the same for every token below.
+                    const std::string_view path = v.piece(v.id_at(y.tok_begin)).substr(0, depth);
+                    int64_t limit = budget;
+                    for (char ch : path) limit += (static_cast<uint8_t>(ch) & 0xC0) != 0x80;
+                    for (uint32_t r = y.tok_begin; r < y.tok_end; ++r)
+                        if (v.chars_at(r) <= limit) bits[r >> 6] |= uint64_t(1) << (r & 63);
+                }
                 continue;
             }
             const size_t jm = j.size(), sm = st.size();
-            if (eng.step(st, y.byte)) walk(st, ci, j);
+            if (eng.step(st, y.byte)) walk(st, ci, depth + 1, j);
             undo(st, j, jm, sm);
             if (!forks.empty()) {
                 std::vector<Stack> fs;
                 fs.swap(forks);
                 for (Stack& f : fs) {
                     Journal fj;
-                    walk(f, ci, fj);
+                    walk(f, ci, depth + 1, fj);
                 }
             }
         }
@@ -547,6 +592,9 @@ JsonMatcher::JsonMatcher(std::shared_ptr<const Schema> schema, std::shared_ptr<c
     : schema_(std::move(schema)), vocab_(std::move(vocab)), max_ws_(max_ws) {
     if (!schema_ || !vocab_) throw InputError("[json_grammar] schema and vocabulary are required");
     if (max_ws < 0 || max_ws > 255) throw InputError("[json_grammar] max_whitespace must be in [0, 255]");
+    if (!fits(*schema_, 1, schema_->root))
+        throw InputError("[json_schema] the schema nests deeper than " + std::to_string(kMaxDepth - 1) +
+                         " levels (keys included)");
     Frame root;
     root.node = schema_->root;
     root.kind = K_ROOT;
@@ -567,7 +615,7 @@ void JsonMatcher::allowed_ranks(std::vector<uint64_t>& bits, bool& eog_ok) {
         st.reserve(kMaxDepth);
         Journal j;
         j.reserve(256);
-        w.walk(st, 0, j);
+        w.walk(st, 0, 0, j);
     }
 }
 

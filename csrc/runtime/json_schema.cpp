@@ -319,12 +319,6 @@ SmallTrie SmallTrie::build(const std::vector<std::string>& strs) {
     return t;
 }
 
-bool ObjectSpec::candidate_below(uint32_t t, uint32_t p) const {
-    const auto& v = below[t];
-    auto it = std::lower_bound(v.begin(), v.end(), p);
-    return it != v.end() && *it <= last_candidate[p];
-}
-
 // ---- compilation --------------------------------------------------------------------------
 
 namespace {
@@ -508,6 +502,7 @@ public:
         s_.root = root;
         satisfiability();
         flatten_unions();
+        depth_needs();
         first_sets();
         for (auto& o : s_.objects) finish_object(o);
         for (auto& a : s_.arrays) finish_array(a);
@@ -703,6 +698,44 @@ private:
         }
     }
 
+    // Greatest-to-least fixpoint from kUnbounded: every satisfiable node ends finite.
+    void depth_needs() {
+        auto need = [&](uint32_t node) { return s_.nodes[node].need; };
+        auto plus1 = [](uint32_t x) { return x == kUnbounded ? kUnbounded : x + 1; };
+        for (bool changed = true; changed;) {
+            changed = false;
+            for (auto& n : s_.nodes) {
+                if (!n.satisfiable) continue;
+                uint32_t v = kUnbounded;
+                switch (n.kind) {
+                    case NodeKind::String: case NodeKind::Number: case NodeKind::Literal: v = 1; break;
+                    case NodeKind::Object: {
+                        const ObjectSpec& o = s_.objects[n.spec];
+                        uint32_t inner = 1;  // the key frame
+                        for (size_t j = 0; j < o.names.size(); ++j)
+                            if (o.required[j]) inner = std::max(inner, need(o.schema[j]));
+                        v = plus1(inner);
+                        break;
+                    }
+                    case NodeKind::Array: {
+                        const ArraySpec& a = s_.arrays[n.spec];
+                        uint32_t inner = 0;
+                        for (uint32_t i = 0; i < a.min_items; ++i) {
+                            inner = std::max(inner, need(a.item(i)));
+                            if (i >= a.prefix.size()) break;  // the rest repeat `items`
+                        }
+                        v = plus1(inner);
+                        break;
+                    }
+                    case NodeKind::Union:
+                        for (uint32_t alt : s_.unions[n.spec]) v = std::min(v, need(alt));
+                        break;
+                }
+                if (v < n.need) n.need = v, changed = true;
+            }
+        }
+    }
+
     void first_sets() {
         for (auto& n : s_.nodes) {
             switch (n.kind) {
@@ -745,13 +778,20 @@ private:
             for (uint32_t j = p; !k && j < n && j <= o.last_candidate[p]; ++j) k = o.usable[j];
             o.key_possible[p] = k;
         }
-        o.names_trie = SmallTrie::build(o.names);
+        // The trie holds each name's canonical spelling (dump_string without the quotes): a key
+        // matches a declared name only if spelled that way (see feed_key in json_grammar.cpp).
+        std::vector<std::string> spelled(n);
+        for (uint32_t j = 0; j < n; ++j) {
+            dump_string(o.names[j], spelled[j]);
+            spelled[j] = spelled[j].substr(1, spelled[j].size() - 2);
+        }
+        o.names_trie = SmallTrie::build(spelled);
         o.below.assign(o.names_trie.nodes.size(), {});
         for (uint32_t j = 0; j < n; ++j) {
             if (!o.usable[j]) continue;
             uint32_t t = 0;
             o.below[t].push_back(j);
-            for (char c : o.names[j]) {
+            for (char c : spelled[j]) {
                 t = static_cast<uint32_t>(o.names_trie.child(t, static_cast<uint8_t>(c)));
                 o.below[t].push_back(j);
             }

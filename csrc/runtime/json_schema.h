@@ -83,7 +83,8 @@ struct ObjectSpec {
     int32_t additional = -1;          // value node of additional keys, -1: none allowed
     // For a position p (the next declared key that may appear): last_candidate[p] is the last
     // declared index the next key may take (the first required one at or after p, else n-1);
-    // closable[p]: no required key left; key_possible[p]: some key may follow.
+    // closable[p]: no required key left; key_possible[p]: some key may follow (before the
+    // matcher's depth check).
     std::vector<uint32_t> last_candidate;
     std::vector<uint8_t> closable, key_possible;
     SmallTrie names_trie;
@@ -91,8 +92,6 @@ struct ObjectSpec {
     std::vector<std::vector<uint32_t>> below;
 
     bool additional_ok(uint32_t p) const { return additional >= 0 && closable[p]; }
-    // Some usable declared key in [p, last_candidate[p]] passes through names_trie node t.
-    bool candidate_below(uint32_t t, uint32_t p) const;
 };
 
 struct ArraySpec {
@@ -111,6 +110,11 @@ struct Node {
     NodeKind kind = NodeKind::Union;
     uint32_t spec = 0;        // index into the kind's spec vector; Number: 1 = integer only
     bool satisfiable = false;
+    // Fewest matcher frames a value of this node needs on the stack at once (its own frame,
+    // plus a key or the deepest required part), kUnbounded if unsatisfiable. The matcher opens
+    // a value, key or array item only where this fits under its depth limit, so nothing it
+    // starts can get stuck there.
+    uint32_t need = kUnbounded;
     std::bitset<256> first;   // bytes a value of this node can start with
 };
 

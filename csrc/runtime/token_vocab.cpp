@@ -54,6 +54,12 @@ TokenVocab::TokenVocab(const std::vector<std::string>& pieces, const std::vector
     });
     rank_of_.assign(n, -1);
     for (size_t r = 0; r < order_.size(); ++r) rank_of_[static_cast<size_t>(order_[r])] = static_cast<int32_t>(r);
+    chars_.resize(order_.size());
+    for (size_t r = 0; r < order_.size(); ++r) {
+        size_t k = 0;
+        for (char ch : piece(order_[r])) k += (static_cast<uint8_t>(ch) & 0xC0) != 0x80;
+        chars_[r] = static_cast<uint8_t>(std::min<size_t>(k, 255));
+    }
 
     // Per token and byte offset k: the plain-content character count of piece[k..], or kNotPlain
     // (see Node::plain_chars), filled from the right.
@@ -112,7 +118,7 @@ TokenVocab::TokenVocab(const std::vector<std::string>& pieces, const std::vector
 bool TokenVocab::is_eog(int32_t id) const { return std::find(eog_.begin(), eog_.end(), id) != eog_.end(); }
 
 size_t TokenVocab::memory_bytes() const {
-    return bytes_.capacity() + offs_.capacity() * 4 + order_.capacity() * 4 + rank_of_.capacity() * 4 +
+    return bytes_.capacity() + offs_.capacity() * 4 + order_.capacity() * 4 + rank_of_.capacity() * 4 + chars_.capacity() +
            nodes_.capacity() * sizeof(Node);
 }
 

@@ -50,6 +50,10 @@ public:
     bool is_eog(int32_t id) const;
     int32_t rank_of(int32_t id) const { return rank_of_[static_cast<size_t>(id)]; }  // -1: not usable
     int32_t id_at(uint32_t rank) const { return order_[rank]; }
+    // Characters (UTF-8 lead and invalid bytes: every byte but 80-BF) in the token at a rank,
+    // capped at 255. Within a plain subtree the tokens share the path bytes, so comparing
+    // this count lets a matcher take the tokens that fit a string's remaining length.
+    uint8_t chars_at(uint32_t rank) const { return chars_[rank]; }
     std::string_view piece(int32_t id) const {
         return std::string_view(bytes_).substr(offs_[static_cast<size_t>(id)],
                                                offs_[static_cast<size_t>(id) + 1] - offs_[static_cast<size_t>(id)]);
@@ -61,6 +65,7 @@ private:
     std::vector<uint32_t> offs_;  // n_vocab + 1
     std::vector<int32_t> order_;  // rank -> id
     std::vector<int32_t> rank_of_;
+    std::vector<uint8_t> chars_;  // by rank
     std::vector<Node> nodes_;     // nodes_[0]: root (empty path)
     std::vector<int32_t> eog_;
 };
