@@ -299,6 +299,46 @@ def _tok_id(tok, text: str) -> int:
     return i
 
 
+def test_synthetic_vocab_exact_masks():
+    pieces = [b"<eos>", b"{", b"}", b'"', b"a", b"ab", b'"a"', b'":', b" ", b"1", b"12", b",", b'b"}',
+              "€".encode(), b"\xe2", b"\x82\xac", b":", b"<ctl>"]
+    usable = [True] * (len(pieces) - 1) + [False]
+    vocab = _core.TokenVocab(pieces, usable, [0])
+    assert vocab.n_usable == len(pieces) - 2  # EOG and the unusable token are not in the trie
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "additionalProperties": False}
+    c = JsonConstraint(vocab, schema)
+
+    def allowed():
+        return {pieces[i] for i in np.flatnonzero(c.allowed_tokens())}
+
+    def step(piece):
+        c.accept(pieces.index(piece))
+
+    assert allowed() == {b"{", b" "}
+    step(b"{")
+    assert allowed() == {b'"', b"}", b" ", b'"a"'}
+    step(b'"')
+    assert allowed() == {b"a"}  # "ab" and the empty key are not declared, no additional keys
+    step(b"a")
+    assert allowed() == {b'"', b'":'}
+    step(b'":')
+    assert allowed() == {b" ", b"1", b"12"}
+    step(b"12")
+    assert allowed() == {b"1", b"12", b"}", b" "}  # no ',': no key can follow "a"
+    step(b"}")
+    assert allowed() == {b"<eos>"} and c.done
+
+    c = JsonConstraint(vocab, {"type": "string"})
+    step(b'"')
+    assert allowed() == {b'"', b'"a"', b'":', b"a", b"ab", b" ", b"1", b"12", b",", b'b"}', "€".encode(),
+                         b"\xe2", b":", b"{", b"}"} - {b'"a"', b'b"}', b'":'}  # those would go on after the string
+    step(b"\xe2")
+    assert allowed() == {b"\x82\xac"}
+    step(b"\x82\xac")
+    step(b'"')
+    assert c.done and allowed() == {b"<eos>"}
+
+
 def test_eog_only_after_completion(tok, vocab):
     c = JsonConstraint(vocab, {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
                                "additionalProperties": False})

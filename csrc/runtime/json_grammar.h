@@ -3,9 +3,11 @@
 //
 // Matcher state: a small set of "threads", each a stack of Frames (a pushdown automaton run).
 // Threads exist only where anyOf alternatives overlap on their first byte (e.g. two object
-// schemas); otherwise there is exactly one. Every live thread can still reach a complete value
-// (the schema compiler drops unsatisfiable alternatives, lengths and counts are checked before
-// they run out), so a token is allowed iff some thread survives all of its bytes.
+// schemas); otherwise there is exactly one. Invariant: every live thread can still reach a
+// complete value (the schema compiler drops unsatisfiable alternatives; lengths, counts and
+// digits are checked before they run out; a value, key or array item is opened only where
+// the frames it needs, Node::need, fit under kMaxDepth), so a token is allowed iff some thread
+// survives all of its bytes, and some token is always allowed.
 //
 // Mask computation walks the trie depth first, stepping the thread in place one byte per edge
 // and undoing through a journal on the way back (a step touches one to three frames), so no
@@ -15,7 +17,8 @@
 //
 // Whitespace: at most max_ws bytes of JSON whitespace in each gap between tokens (before the
 // value, around ':' and ',', inside brackets); none after the top-level value. Nesting: at most
-// kMaxDepth frames. Text ends right after the top-level value: then only the EOG tokens are
+// kMaxDepth frames (the root, one per open object / array / string / number, one for a key
+// being read); a schema whose smallest value needs more is rejected. Text ends right after the top-level value: then only the EOG tokens are
 // allowed (for a top-level number, which can go on, EOG is allowed alongside more digits).
 #pragma once
 #include <cstdint>
