@@ -17,6 +17,7 @@ void init_tokenizer(py::module_& m);
 void init_preprocess(py::module_& m);
 void init_attention(py::module_& m);
 void init_cuda(py::module_& m);
+void init_grammar(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "unigemma C++ core";
@@ -34,4 +35,5 @@ PYBIND11_MODULE(_core, m) {
     init_preprocess(m);
     init_attention(m);
     init_cuda(m);
+    init_grammar(m);
 }

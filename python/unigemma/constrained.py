@@ -1,0 +1,139 @@
+"""Constrained decoding for OpenAI ``response_format``: JSON objects / JSON-schema values.
+
+    >>> vocab = token_vocab(model.tokenizer)          # built once per tokenizer (~0.2 s), cached
+    >>> c = JsonConstraint(vocab, schema_from_response_format(request["response_format"]))
+    >>> while True:
+    ...     logits = ...                              # float32 [n_vocab]
+    ...     c.mask_logits(logits)                     # disallowed tokens -> -inf
+    ...     t = sample(logits)
+    ...     if t in vocab.eog_ids: break              # only allowed once the value is complete
+    ...     c.accept(t)
+
+The matcher works on bytes (csrc/runtime/json_grammar.h); the schema subset and the choices it
+makes (property order, whitespace, canonical enum spelling) are listed in
+csrc/runtime/json_schema.h. In short: type (and lists of types), properties, required,
+additionalProperties, enum, const, items, prefixItems, minItems, maxItems, minLength, maxLength,
+anyOf, oneOf (as anyOf), single-element allOf, local $ref; anything else (pattern, format,
+minimum, ...) raises ``InputError`` (a ``ValueError``) naming the keyword. Properties are
+generated in the order of ``properties``; at most ``max_whitespace`` whitespace bytes per gap.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from . import _core
+
+TokenVocab = _core.TokenVocab
+
+_vocabs: "weakref.WeakKeyDictionary[Any, TokenVocab]" = weakref.WeakKeyDictionary()
+_vocabs_lock = threading.Lock()
+
+
+def token_vocab(tokenizer) -> TokenVocab:
+    """The vocabulary index (byte trie of every usable token) of a ``_core.Tokenizer``, built on
+    first use and cached for as long as the tokenizer lives. EOG ids: ``tokenizer.eog_ids``."""
+    with _vocabs_lock:
+        v = _vocabs.get(tokenizer)
+        if v is None:
+            v = TokenVocab(tokenizer)
+            _vocabs[tokenizer] = v
+        return v
+
+
+def schema_from_response_format(rf: dict) -> dict | None:
+    """The schema for ``JsonConstraint`` from an OpenAI ``response_format``:
+    ``{"type": "json_object"}`` -> None (any JSON object);
+    ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}, "strict": ...}}`` ->
+    the schema (absent: None, any JSON object; ``strict`` is ignored: the schema is always
+    enforced). Anything else, ``{"type": "text"}`` included (it needs no constraint), raises
+    ValueError."""
+    if not isinstance(rf, dict):
+        raise ValueError(f"response_format must be an object, not {type(rf).__name__}")
+    kind = rf.get("type")
+    if kind == "json_object":
+        return None
+    if kind == "json_schema":
+        js = rf.get("json_schema")
+        if not isinstance(js, dict):
+            raise ValueError("response_format json_schema: 'json_schema' must be an object with a 'schema'")
+        name = js.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError("response_format json_schema: 'name' must be a string")
+        schema = js.get("schema")
+        if schema is None:
+            return None
+        if not isinstance(schema, (dict, bool)):
+            raise ValueError("response_format json_schema: 'schema' must be an object")
+        return schema
+    if kind == "text":
+        raise ValueError("response_format type 'text' is unconstrained: no JsonConstraint is needed")
+    raise ValueError(f"unsupported response_format type {kind!r} (expected 'json_object' or 'json_schema')")
+
+
+class JsonConstraint:
+    """Per-request logits mask that makes the generated text one JSON value: any JSON object
+    (schema None, OpenAI's json_object mode) or a value valid under ``schema`` (a dict). Once
+    the value is complete only the EOG tokens are allowed. Raises ValueError (``InputError``)
+    for bad or unsupported schemas."""
+
+    def __init__(self, vocab: TokenVocab, schema: dict | None = None, *, max_whitespace: int = 16) -> None:
+        if schema is None:
+            text = None
+        else:
+            if not isinstance(schema, (dict, bool)):
+                raise ValueError(f"[json_schema] a schema must be a dict, not {type(schema).__name__}")
+            try:
+                text = json.dumps(schema, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"[json_schema] the schema is not JSON: {e}") from None
+        self.vocab = vocab
+        self._m = _core.JsonMatcher(vocab, text, max_whitespace)
+        self._eog = frozenset(vocab.eog_ids)
+        self.n_accepted = 0
+
+    def mask_logits(self, logits: np.ndarray) -> None:
+        """In place on float32 [n_vocab] logits (contiguous, writable): disallowed -> -inf."""
+        if not isinstance(logits, np.ndarray) or logits.dtype != np.float32 or logits.ndim != 1:
+            raise TypeError("logits must be a 1-D float32 numpy array")
+        self._m.mask_logits(logits)
+
+    def allowed_tokens(self) -> np.ndarray:
+        """bool [n_vocab]: the tokens allowed next."""
+        return self._m.allowed_tokens()
+
+    def is_allowed(self, token_id: int) -> bool:
+        return self._m.is_allowed(int(token_id))
+
+    def accept(self, token_id: int) -> None:
+        """Advance by one token; ValueError (state unchanged) if it was not allowed."""
+        t = int(token_id)
+        if not self._m.accept_token(t):
+            if 0 <= t < self.vocab.n_vocab:
+                what = "the end-of-generation token" if t in self._eog else repr(self.vocab.piece(t))
+            else:
+                what = "out of range"
+            raise ValueError(f"[json_grammar] token {t} ({what}) is not allowed here")
+        self.n_accepted += 1
+
+    def accept_text(self, text: str | bytes) -> None:
+        """Advance by text the caller emitted itself (e.g. a forced prefix); ValueError if it
+        does not fit."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        if not self._m.accept_bytes(data):
+            raise ValueError(f"[json_grammar] text {data!r} does not fit the constraint here")
+
+    @property
+    def done(self) -> bool:
+        """A complete value was produced: only EOG is allowed now."""
+        return self._m.done
+
+    @property
+    def complete(self) -> bool:
+        """A complete value was produced (EOG allowed). Differs from ``done`` only for a
+        top-level number, which more digits could extend."""
+        return self._m.complete
