@@ -452,3 +452,35 @@ def test_speculative_serving_keeps_greedy_output(g4files):
     finally:
         plain.stop()
         drafted.stop()
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags"],
+          "properties": {"name": {"type": "string", "maxLength": 24}, "age": {"type": "integer"},
+                         "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3}}}
+
+
+def test_response_format_json_schema_and_json_object(g3srv):
+    import jsonschema
+
+    c = g3srv.client()
+    rf = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    msgs = [{"role": "user", "content": "Describe a person as JSON with name, age and tags."}]
+    for kw in ({"temperature": 0}, {"temperature": 1.0, "seed": 5}):
+        r = c.chat.completions.create(model="m", messages=msgs, response_format=rf, max_tokens=200, **kw)
+        assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+        jsonschema.validate(json.loads(r.choices[0].message.content), PERSON)
+    streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+        model="m", messages=msgs, response_format=rf, max_tokens=200, temperature=0, stream=True) if ch.choices)
+    jsonschema.validate(json.loads(streamed), PERSON)
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Return a JSON object with the "
+                                                                    "keys city and country for Paris."}],
+                                  response_format={"type": "json_object"}, max_tokens=300, temperature=0)
+    assert r.choices[0].finish_reason == "stop" and isinstance(json.loads(r.choices[0].message.content), dict)
+    with pytest.raises(openai.BadRequestError, match="pattern"):
+        c.chat.completions.create(model="m", messages=msgs, max_tokens=5, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a+"}}})
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        c.chat.completions.create(model="m", messages=msgs, max_tokens=5, response_format={"type": "yaml"})
+    # plain text format is accepted and unconstrained
+    r = c.chat.completions.create(model="m", messages=msgs, max_tokens=5, response_format={"type": "text"})
+    assert r.usage.completion_tokens >= 1
