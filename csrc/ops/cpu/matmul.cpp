@@ -191,11 +191,15 @@ void gemv(const Problem& p, int nt) {
                             *yr += lo;
                         }
                     }
-            } else {
+            } else if (p.gemv_tile) {
                 for (int64_t r = r0; r < r1; r += kTileRows)
+                    tile(p, r, static_cast<int>(std::min<int64_t>(kTileRows, r1 - r)), 0, 1);
+            } else {
+                // 1 x kTileCols tiles: one weight stream (4-row tiles read from DRAM at a
+                // third of the single-stream rate here), each block loaded once for the tokens
+                for (int64_t r = r0; r < r1; ++r)
                     for (int64_t t = 0; t < p.tokens; t += kTileCols)
-                        tile(p, r, static_cast<int>(std::min<int64_t>(kTileRows, r1 - r)), t,
-                             static_cast<int>(std::min<int64_t>(kTileCols, p.tokens - t)));
+                        tile(p, r, 1, t, static_cast<int>(std::min<int64_t>(kTileCols, p.tokens - t)));
             }
         },
         nt);
