@@ -185,9 +185,11 @@ def build_chat(st: ServerState, body: dict) -> EngineRequest:
 
 
 def _force_tool_call(st: ServerState, req: EngineRequest, tools, choice) -> None:
-    """tool_choice required / a named function: the reply starts with the call's opening, and
-    (when the constraint module is there) its arguments follow the function's parameter schema."""
-    from ..chat.stream import CALL_OPEN
+    """tool_choice "required" / a named function: the reply is a call. Named (or the only tool):
+    the reply starts with ``<|tool_call>call:NAME``, the arguments are constrained to the
+    function's parameter schema in Gemma 4's tool syntax, then ``<tool_call|>`` closes it.
+    "required" with several tools: only the opening is forced; the model names the function."""
+    from ..chat.stream import CALL_CLOSE, CALL_OPEN
 
     if isinstance(choice, dict):
         name = choice["function"]["name"]
@@ -196,16 +198,20 @@ def _force_tool_call(st: ServerState, req: EngineRequest, tools, choice) -> None
     else:
         name = None
     m = st.model
+    if req.constraint is not None:
+        raise api.ApiError(400, "response_format cannot be combined with a forced tool_choice", "tool_choice")
     if name is None:
         req.prefix_tokens = m.tokenize(CALL_OPEN + "call:", add_bos=False)
         return
-    req.prefix_tokens = m.tokenize(CALL_OPEN + f"call:{name}", add_bos=False)
-    try:
-        from ..constrained import tool_call_constraint
-    except ImportError:
-        return
+    from ..constrained import tool_call_constraint
+
     fn = next(t["function"] for t in tools if t["function"].get("name") == name)
-    req.constraint = tool_call_constraint(st.model.tokenizer, fn.get("parameters") or {"type": "object"})
+    try:
+        req.constraint = tool_call_constraint(m.tokenizer, fn.get("parameters") or {"type": "object"})
+    except ValueError as e:
+        raise api.ApiError(400, f"tools: parameters of {name!r}: {e}", "tools") from None
+    req.prefix_tokens = m.tokenize(CALL_OPEN + f"call:{name}", add_bos=False)
+    req.suffix_tokens = m.tokenize(CALL_CLOSE, add_bos=False)
 
 
 def build_completion(st: ServerState, body: dict) -> EngineRequest:

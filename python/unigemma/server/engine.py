@@ -66,6 +66,7 @@ class EngineRequest:
     constraint: Any = None              # JsonConstraint-like: mask_logits(row), accept(id), done
     parser: Any = None                  # chat stream parser (feed / flush / finish / stopped_by)
     prefix_tokens: list = field(default_factory=list)  # forced output tokens (e.g. a tool call's opening)
+    suffix_tokens: list = field(default_factory=list)  # forced once the constraint is done (the call's closer)
     temperature: float = 0.0            # > 0: sampling (speculative rounds then use the p/q test)
     tokens: list = field(default_factory=list)
     reused: int = 0
@@ -313,7 +314,10 @@ class Engine:
             info = _logprob_info(row, req.top_logprobs)  # the model's distribution, before any mask
         if req.constraint is not None:
             if req.constraint.done:
-                self._finish(s, "stop")
+                if req.suffix_tokens:  # e.g. <tool_call|> after forced call arguments
+                    self._take(s, req.suffix_tokens.pop(0))
+                else:
+                    self._finish(s, "stop")
                 return
             row = np.array(row, dtype=np.float32, copy=True)
             req.constraint.mask_logits(row)
@@ -338,7 +342,7 @@ class Engine:
         self._text(req, text)
         if s.asm.stopped is not None or (req.parser is not None and req.parser.stopped_by is not None):
             self._finish(s, "stop")
-        elif req.constraint is not None and req.constraint.done and not req.stop_ids:
+        elif req.constraint is not None and req.constraint.done and not req.stop_ids and not req.suffix_tokens:
             self._finish(s, "stop")
         elif len(req.tokens) >= req.max_tokens or s.ctx.n_past + 1 > self.n_ctx:
             self._finish(s, "length")
