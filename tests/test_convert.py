@@ -133,8 +133,14 @@ def verify_file(path: Path, ck_dir: Path, prefix: str):
     return f
 
 
-@pytest.mark.parametrize("cfg", CONFIGS)
-@pytest.mark.parametrize("outtype", OUTTYPES)
+# Every output type on the default layout; the other layouts (k_eq_v + KV sharing + double-wide
+# MLP; alternate attention layout) with a float, a legacy and a K-quant type: the tensor naming and
+# shape logic depends on the layout, the quantization path on the type only.
+EVERY_TENSOR_CASES = ([("default", t) for t in OUTTYPES]
+                      + [(c, t) for c in CONFIGS[1:] for t in ("f16", "q8_0", "q4_k_m")])
+
+
+@pytest.mark.parametrize("cfg, outtype", EVERY_TENSOR_CASES)
 def test_every_tensor_matches_source(converted, hf_ckpt, cfg, outtype):
     res = converted(cfg, outtype)
     verify_file(res.text, hf_ckpt(cfg), "model.language_model.")
