@@ -307,3 +307,30 @@ def test_vocab_without_delimiter():
     for t in [0, 2, 3, 5, 2, 5, 1]:  # {a:<|"|>a<|"|>}
         c.accept(t)
     assert c.done
+
+
+def test_mask_matches_byte_stepping_on_synthetic_vocab():
+    """The mask's shortcuts (raw-content subtrees taken whole, the partial-delimiter check,
+    maxLength by character counts) agree with stepping every token byte by byte."""
+    words = [b"{", b"}", b"[", b"]", b",", b":", b"a", b"ab", b"b", b"a:", b"ab:", b"B", b"1", b"-", b"12", b"0",
+             b"true", b"null", b"x", b"xy", b"<", b"<|", b'<|"', b'<|"|', b'<|"|>', b'"|>', b"|>", b">", b">x",
+             b'|"|>', b'"', b"\\", b"\n", b" ", b"\xc3", b"\xa9", b"\xc3\xa9", b"\xc3\xa9\xc3\xa9\xc3\xa9",
+             b"\xe2\x82\xac", b"\xe2\x82", b"\xf0\x9f\x98\x80", b"<x", b"x<|", b"x<|\"|>y", b"abc" * 3, b"\xff"]
+    pieces = [b"<eos>", b"<|\"|>"] + words
+    v = _core.TokenVocab(pieces, [False, False] + [True] * len(words), [0], delimiter_id=1)
+    schema = {"type": "object",
+              "properties": {"B": {"type": "string", "maxLength": 6}, "a": {"type": "integer"},
+                             "ab": {"type": "array", "items": {"type": "string"}, "maxItems": 2},
+                             "b": {"anyOf": [{"type": "string"}, {"enum": ["x<|", 1]}]}},
+              "required": ["b"]}
+    prefixes = ["", "{", "{a", "{a:", "{a:1", "{a:12,", "{B:", "{B:" + STR, "{B:" + STR + "xy", "{B:" + STR + "é€",
+                "{B:" + STR + "x<", "{B:" + STR + "x<|", "{B:" + STR + 'x<|"', "{B:" + STR + 'x<|"|', "{ab:[",
+                "{ab:[" + STR + "x" + STR, "{b:", "{b:" + STR, "{b:" + STR + "x<|", "{b:" + STR + "x<|" + STR,
+                "{b:1", "{b:1}"]
+    for prefix in prefixes:
+        c = JsonConstraint(v, schema, dialect="gemma4_tool")
+        c.accept_text(prefix)
+        got = c.allowed_tokens()
+        want = np.array([c.is_allowed(i) for i in range(v.n_vocab)])
+        assert (got == want).all(), (prefix, [pieces[i] for i in np.flatnonzero(got != want)])
+        assert got.any(), prefix
