@@ -43,21 +43,25 @@ void init_grammar(py::module_& m) {
              }),
              py::arg("tokenizer"))
         .def(py::init([](const std::vector<py::bytes>& pieces, const std::vector<bool>& usable,
-                         const std::vector<int32_t>& eog) {
+                         const std::vector<int32_t>& eog, int32_t delimiter_id) {
                  std::vector<std::string> p;
                  p.reserve(pieces.size());
                  for (const auto& b : pieces) p.push_back(std::string(b));
                  std::vector<uint8_t> u(usable.begin(), usable.end());
-                 return std::make_shared<PyVocab>(PyVocab{std::make_shared<const TokenVocab>(p, u, eog)});
+                 return std::make_shared<PyVocab>(PyVocab{std::make_shared<const TokenVocab>(p, u, eog, delimiter_id)});
              }),
-             py::arg("pieces"), py::arg("usable"), py::arg("eog_ids"),
-             "from explicit token bytes (tests): usable[i] = False keeps token i out")
+             py::arg("pieces"), py::arg("usable"), py::arg("eog_ids"), py::arg("delimiter_id") = -1,
+             "from explicit token bytes (tests): usable[i] = False keeps token i out; delimiter_id: the "
+             "<|\"|> token of the tool-call dialect (-1: none)")
         .def_property_readonly("n_vocab", [](const PyVocab& v) { return v.v->n_vocab(); })
         .def_property_readonly("n_usable", [](const PyVocab& v) { return v.v->n_usable(); },
                                "tokens in the trie (the rest are never allowed)")
         .def_property_readonly("n_nodes", [](const PyVocab& v) { return v.v->nodes().size(); })
         .def_property_readonly("memory_bytes", [](const PyVocab& v) { return v.v->memory_bytes(); })
         .def_property_readonly("eog_ids", [](const PyVocab& v) { return v.v->eog(); })
+        .def_property_readonly("delimiter_id", [](const PyVocab& v) { return v.v->delimiter(); },
+                               "id of the <|\"|> token (Gemma 4 tool-call strings), -1 if none; piece() "
+                               "gives it as b'\\xff', the byte the matcher sees")
         .def("piece", [](const PyVocab& v, int32_t id) {
                  if (id < 0 || id >= v.v->n_vocab()) throw InputError("[token_vocab] id out of range");
                  return py::bytes(std::string(v.v->piece(id)));
@@ -69,11 +73,19 @@ void init_grammar(py::module_& m) {
     py::class_<PyMatcher>(m, "JsonMatcher",
         "Incremental JSON matcher over a TokenVocab: schema_json (JSON text of a schema, None = any "
         "object) -> token masks. Throws InputError for bad or unsupported schemas.")
-        .def(py::init([](const PyVocab& v, std::optional<std::string> schema_json, int max_whitespace) {
-                 auto s = grammar::compile_schema_text(schema_json ? *schema_json : std::string());
+        .def(py::init([](const PyVocab& v, std::optional<std::string> schema_json, int max_whitespace,
+                         const std::string& dialect) {
+                 grammar::Dialect d;
+                 if (dialect == "json") d = grammar::Dialect::Json;
+                 else if (dialect == "gemma4_tool") d = grammar::Dialect::Gemma4Tool;
+                 else throw InputError("[json_grammar] unknown dialect '" + dialect + "' (json, gemma4_tool)");
+                 auto s = grammar::compile_schema_text(schema_json ? *schema_json : std::string(), d);
                  return new PyMatcher(std::move(s), v.v, max_whitespace);
              }),
-             py::arg("vocab"), py::arg("schema_json") = py::none(), py::arg("max_whitespace") = 16)
+             py::arg("vocab"), py::arg("schema_json") = py::none(), py::arg("max_whitespace") = 16,
+             py::arg("dialect") = "json",
+             "dialect 'gemma4_tool': the schema describes the argument object of a Gemma 4 tool call "
+             "(csrc/runtime/tool_dialect.h); max_whitespace is then 0")
         .def("mask_logits", [](PyMatcher& pm, py::array logits) {
                  if (logits.ndim() != 1 || !logits.dtype().is(py::dtype::of<float>()) ||
                      !(logits.flags() & py::array::c_style) || !logits.writeable())

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "common/error.h"
+#include "runtime/tool_dialect.h"
 
 namespace unigemma::grammar {
 
@@ -177,7 +178,7 @@ bool key_possible(const Schema& sc, const ObjectSpec& o, uint32_t p, size_t s) {
 class Engine {
 public:
     Engine(const Schema& s, int max_ws, Journal* j, std::vector<Stack>* forks)
-        : s_(s), max_ws_(static_cast<uint32_t>(max_ws)), j_(j), forks_(forks) {}
+        : s_(s), max_ws_(static_cast<uint32_t>(max_ws)), tool_(s.dialect == Dialect::Gemma4Tool), j_(j), forks_(forks) {}
 
     bool step(Stack& st, uint8_t c) const {
         for (;;) {
@@ -206,6 +207,7 @@ public:
                     k.phase = S_BODY;
                     k.a = s_.objects[s_.nodes[f.node].spec].names.empty() ? kDiverged : 0;
                     st.push_back(k);
+                    if (tool_) continue;  // a bare key: c is its first byte
                     return true;
                 }
             }
@@ -307,6 +309,7 @@ private:
             case K_OBJECT: return feed_object(f, c, st.size());
             case K_ARRAY: return feed_array(f, c, st.size());
             case K_STRING: {
+                if (tool_) return feed_raw_string(f, c);
                 if (f.phase == S_OPEN) {
                     if (c != '"') return {Act::Fail};
                     f.phase = S_BODY;
@@ -322,7 +325,7 @@ private:
                 }
                 return {Act::Fail};
             }
-            case K_KEY: return feed_key(st, f, c);
+            case K_KEY: return tool_ ? feed_bare_key(st, f, c) : feed_key(st, f, c);
             case K_NUMBER: return feed_number(f, c);
             case K_LITERAL: {
                 const SmallTrie& t = s_.literals[s_.nodes[f.node].spec];
@@ -351,7 +354,7 @@ private:
         switch (f.phase) {
             case O_FIRST:
             case O_NEXT_KEY:
-                if (c == '"' && key_possible(s_, o, f.a, sz)) {
+                if ((tool_ ? c != '}' : c == '"') && key_possible(s_, o, f.a, sz)) {
                     f.phase = O_IN_KEY;
                     return {Act::PushKey};
                 }
@@ -435,6 +438,43 @@ private:
         return {Act::Stay};
     }
 
+    // Gemma4Tool string: kToolQuote, raw content (Frame::b: tool_dialect.h), kToolQuote.
+    Out feed_raw_string(Frame& f, uint8_t c) const {
+        if (f.phase == S_OPEN) {
+            if (c != kToolQuote) return {Act::Fail};
+            f.phase = S_BODY;
+            return {Act::Stay};
+        }
+        const StringSpec& sp = s_.strings[s_.nodes[f.node].spec];
+        if (raw_char_boundary(f.b) && c != kToolQuote && f.a >= sp.max_len) return {Act::Fail};
+        switch (raw_string_byte(f.b, c)) {
+            case RawByte::Fail: return {Act::Fail};
+            case RawByte::Close: return {f.a >= sp.min_len ? Act::Pop : Act::Fail};
+            case RawByte::Char: ++f.a; return {Act::Stay};
+            case RawByte::Mid: return {Act::Stay};
+        }
+        return {Act::Fail};
+    }
+
+    // Gemma4Tool key: a declared name spelled bare (f.a: names-trie node; declared names never
+    // contain ':'), ended by the ':' that the object then reads. Only candidates that may come
+    // at p (dictsort order) and fit are followed.
+    Out feed_bare_key(const Stack& st, Frame& f, uint8_t c) const {
+        const ObjectSpec& o = s_.objects[s_.nodes[f.node].spec];
+        const uint32_t p = st[st.size() - 2].a;
+        const size_t so = st.size() - 1;
+        if (f.a == kDiverged) return {Act::Fail};  // no declared names at all
+        if (c == ':') {
+            const int32_t j = o.names_trie.nodes[f.a].value;
+            if (j < 0 || !declared_fits(s_, o, p, so, static_cast<uint32_t>(j))) return {Act::Fail};
+            return {Act::End, static_cast<uint32_t>(j)};
+        }
+        const int32_t t = o.names_trie.child(f.a, c);
+        if (t < 0 || !candidate_below(s_, o, static_cast<uint32_t>(t), p, so)) return {Act::Fail};
+        f.a = static_cast<uint32_t>(t);
+        return {Act::Stay};
+    }
+
     Out feed_number(Frame& f, uint8_t c) const {
         const bool integer = s_.nodes[f.node].spec == 1;
         const bool digit = c >= '0' && c <= '9';
@@ -486,6 +526,7 @@ private:
 
     const Schema& s_;
     uint32_t max_ws_;
+    bool tool_;  // Gemma4Tool dialect (tool_dialect.h)
     Journal* j_;
     std::vector<Stack>* forks_;
 };
@@ -502,9 +543,17 @@ void undo(Stack& st, Journal& j, size_t j_mark, size_t size_mark) {
 
 // Characters the string at the top of st may still take as plain content with no effect on
 // what is allowed afterwards, or -1 if it is not such a string (escape or UTF-8 sequence
-// open, a key that must still spell a declared name, not a string at all).
-int64_t free_string_budget(const Schema& s, const Stack& st) {
+// open, a key that must still spell a declared name, not a string at all). Gemma4Tool: raw
+// content (TokenVocab::Node::raw_chars) not starting with `danger` (raw_danger_byte).
+int64_t free_string_budget(const Schema& s, const Stack& st, int& danger) {
     const Frame& f = st.back();
+    danger = -1;
+    if (s.dialect == Dialect::Gemma4Tool) {
+        if (f.kind != K_STRING || f.phase != S_BODY || !raw_char_boundary(f.b)) return -1;
+        const StringSpec& sp = s.strings[s.nodes[f.node].spec];
+        danger = raw_danger_byte(f.b);
+        return sp.max_len == kUnbounded ? std::numeric_limits<int64_t>::max() : int64_t(sp.max_len) - f.a;
+    }
     if (f.kind == K_STRING) {
         if (f.phase != S_BODY || !at_char_boundary(f.b)) return -1;
         const StringSpec& sp = s.strings[s.nodes[f.node].spec];
@@ -542,14 +591,17 @@ struct Walker {
     void walk(Stack& st, uint32_t ni, uint32_t depth, Journal& j) {
         const TokenVocab::Node& x = v.nodes()[ni];
         set_range(bits, x.tok_begin, x.tok_begin + x.n_end);
-        const int64_t budget = free_string_budget(s, st);
+        int danger = -1;
+        const int64_t budget = free_string_budget(s, st, danger);
+        const bool tool = s.dialect == Dialect::Gemma4Tool;
         std::vector<Stack> forks;
         Engine eng(s, max_ws, &j, &forks);
         const uint32_t end = x.child_begin + x.n_children;
         for (uint32_t ci = x.child_begin; ci < end; ++ci) {
             const TokenVocab::Node& y = v.nodes()[ci];
-            if (budget >= 0 && y.plain_chars != TokenVocab::kNotPlain) {
-                if (y.plain_chars <= budget) {
+            const uint8_t plain = tool ? y.raw_chars : y.plain_chars;
+            if (budget >= 0 && plain != TokenVocab::kNotPlain && y.byte != danger) {
+                if (plain <= budget) {
                     set_range(bits, y.tok_begin, y.tok_end);
                 } else {
                     // Too long for some tokens: take those whose characters past the path fit.
@@ -592,6 +644,11 @@ JsonMatcher::JsonMatcher(std::shared_ptr<const Schema> schema, std::shared_ptr<c
     : schema_(std::move(schema)), vocab_(std::move(vocab)), max_ws_(max_ws) {
     if (!schema_ || !vocab_) throw InputError("[json_grammar] schema and vocabulary are required");
     if (max_ws < 0 || max_ws > 255) throw InputError("[json_grammar] max_whitespace must be in [0, 255]");
+    if (schema_->dialect == Dialect::Gemma4Tool) {
+        max_ws_ = 0;  // the dialect has no whitespace
+        if (vocab_->delimiter() < 0)
+            throw InputError("[tool_schema] the vocabulary has no <|\"|> token: the Gemma 4 tool-call dialect needs it");
+    }
     if (!fits(*schema_, 1, schema_->root))
         throw InputError("[json_schema] the schema nests deeper than " + std::to_string(kMaxDepth - 1) +
                          " levels (keys included)");

@@ -20,6 +20,12 @@
 // kMaxDepth frames (the root, one per open object / array / string / number, one for a key
 // being read); a schema whose smallest value needs more is rejected. Text ends right after the top-level value: then only the EOG tokens are
 // allowed (for a top-level number, which can go on, EOG is allowed alongside more digits).
+//
+// Gemma4Tool dialect (Schema::dialect, tool_dialect.h): no whitespace at all; strings open and
+// close on kToolQuote (the `<|"|>` token) with raw content (Frame::b: tool_dialect.h), keys are
+// bare declared names read by the key frame up to the ':' the object then reads; raw-content
+// subtrees (TokenVocab::Node::raw_chars) are taken whole unless their first byte would continue
+// a partial `<|"|>` (raw_danger_byte).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -43,7 +49,8 @@ struct Frame {
     // Literal: node of the literal trie.
     uint32_t a = 0;
     // Object: the key whose value is being read (declared index or kAdditional);
-    // String / Key: escape and UTF-8 sub-state (json_grammar.cpp, StrState).
+    // String / Key: escape and UTF-8 sub-state (json_grammar.cpp, StrState; Gemma4Tool strings:
+    // partial-delimiter and UTF-8 sub-state, tool_dialect.h; Gemma4Tool keys: unused).
     uint32_t b = 0;
     bool operator==(const Frame& o) const {
         return node == o.node && kind == o.kind && phase == o.phase && ws == o.ws && a == o.a && b == o.b;

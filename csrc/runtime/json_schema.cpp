@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "runtime/tool_dialect.h"
 
 namespace unigemma::grammar {
 
@@ -13,315 +14,7 @@ namespace {
 
 [[noreturn]] void fail(const std::string& msg) { throw InputError("[json_schema] " + msg); }
 
-// ---- parsing ------------------------------------------------------------------------------
-
-class Parser {
-public:
-    explicit Parser(std::string_view s) : s_(s) {}
-
-    JsonValue document() {
-        JsonValue v = value(0);
-        skip_ws();
-        if (pos_ != s_.size()) error("trailing characters");
-        return v;
-    }
-
-private:
-    [[noreturn]] void error(const char* what) const {
-        fail(std::string("invalid JSON at byte ") + std::to_string(pos_) + ": " + what);
-    }
-    void skip_ws() {
-        while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
-            ++pos_;
-    }
-    bool eat(char c) {
-        if (pos_ < s_.size() && s_[pos_] == c) {
-            ++pos_;
-            return true;
-        }
-        return false;
-    }
-    bool literal(const char* word) {
-        const size_t n = std::strlen(word);
-        if (s_.substr(pos_, n) != word) return false;
-        pos_ += n;
-        return true;
-    }
-
-    JsonValue value(int depth) {
-        if (depth > 256) error("nesting deeper than 256");
-        skip_ws();
-        if (pos_ >= s_.size()) error("unexpected end");
-        JsonValue v;
-        const char c = s_[pos_];
-        if (c == '{') {
-            ++pos_;
-            v.kind = JsonValue::Kind::Object;
-            skip_ws();
-            if (eat('}')) return v;
-            for (;;) {
-                skip_ws();
-                if (pos_ >= s_.size() || s_[pos_] != '"') error("expected a key");
-                std::string key = string();
-                skip_ws();
-                if (!eat(':')) error("expected ':'");
-                v.members.emplace_back(std::move(key), value(depth + 1));
-                skip_ws();
-                if (eat('}')) return v;
-                if (!eat(',')) error("expected ',' or '}'");
-            }
-        }
-        if (c == '[') {
-            ++pos_;
-            v.kind = JsonValue::Kind::Array;
-            skip_ws();
-            if (eat(']')) return v;
-            for (;;) {
-                v.items.push_back(value(depth + 1));
-                skip_ws();
-                if (eat(']')) return v;
-                if (!eat(',')) error("expected ',' or ']'");
-            }
-        }
-        if (c == '"') {
-            v.kind = JsonValue::Kind::String;
-            v.text = string();
-            return v;
-        }
-        if (literal("true") || literal("false")) {
-            v.kind = JsonValue::Kind::Bool;
-            v.boolean = s_[pos_ - 4] == 't';  // "true" ends with "true", "false" with "alse"
-            return v;
-        }
-        if (literal("null")) return v;
-        if (c == '-' || (c >= '0' && c <= '9')) {
-            v.kind = JsonValue::Kind::Number;
-            v.text = number();
-            return v;
-        }
-        error("unexpected character");
-    }
-
-    std::string number() {
-        const size_t start = pos_;
-        auto digits = [&] {
-            const size_t b = pos_;
-            while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
-            return pos_ - b;
-        };
-        eat('-');
-        if (eat('0')) {
-        } else if (digits() == 0) {
-            error("bad number");
-        }
-        if (eat('.') && digits() == 0) error("bad number");
-        if (eat('e') || eat('E')) {
-            if (!eat('+')) eat('-');
-            if (digits() == 0) error("bad number");
-        }
-        return std::string(s_.substr(start, pos_ - start));
-    }
-
-    unsigned hex4() {
-        if (pos_ + 4 > s_.size()) error("bad \\u escape");
-        unsigned v = 0;
-        for (int i = 0; i < 4; ++i) {
-            const char h = s_[pos_++];
-            v <<= 4;
-            if (h >= '0' && h <= '9') v |= unsigned(h - '0');
-            else if (h >= 'a' && h <= 'f') v |= unsigned(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') v |= unsigned(h - 'A' + 10);
-            else error("bad \\u escape");
-        }
-        return v;
-    }
-
-    static void put_utf8(std::string& out, uint32_t cp) {
-        if (cp < 0x80) {
-            out += char(cp);
-        } else if (cp < 0x800) {
-            out += char(0xC0 | (cp >> 6));
-            out += char(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += char(0xE0 | (cp >> 12));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        } else {
-            out += char(0xF0 | (cp >> 18));
-            out += char(0x80 | ((cp >> 12) & 0x3F));
-            out += char(0x80 | ((cp >> 6) & 0x3F));
-            out += char(0x80 | (cp & 0x3F));
-        }
-    }
-
-    std::string string() {
-        ++pos_;  // opening quote
-        std::string out;
-        for (;;) {
-            if (pos_ >= s_.size()) error("unterminated string");
-            const unsigned char c = static_cast<unsigned char>(s_[pos_]);
-            if (c == '"') {
-                ++pos_;
-                return out;
-            }
-            if (c < 0x20) error("control character in string");
-            if (c == '\\') {
-                ++pos_;
-                if (pos_ >= s_.size()) error("unterminated string");
-                const char e = s_[pos_++];
-                switch (e) {
-                    case '"': out += '"'; break;
-                    case '\\': out += '\\'; break;
-                    case '/': out += '/'; break;
-                    case 'b': out += '\b'; break;
-                    case 'f': out += '\f'; break;
-                    case 'n': out += '\n'; break;
-                    case 'r': out += '\r'; break;
-                    case 't': out += '\t'; break;
-                    case 'u': {
-                        uint32_t cp = hex4();
-                        if (cp >= 0xDC00 && cp <= 0xDFFF) error("lone low surrogate");
-                        if (cp >= 0xD800 && cp <= 0xDBFF) {
-                            if (!(eat('\\') && eat('u'))) error("lone high surrogate");
-                            const uint32_t lo = hex4();
-                            if (lo < 0xDC00 || lo > 0xDFFF) error("bad surrogate pair");
-                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        }
-                        put_utf8(out, cp);
-                        break;
-                    }
-                    default: error("bad escape");
-                }
-                continue;
-            }
-            // raw UTF-8: checked so that literals built from it are valid UTF-8
-            size_t n = 1;
-            if (c >= 0x80) {
-                uint8_t lo = 0x80, hi = 0xBF;
-                if (c >= 0xC2 && c <= 0xDF) n = 2;
-                else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-                else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-                else error("invalid UTF-8");
-                if (pos_ + n > s_.size()) error("invalid UTF-8");
-                for (size_t k = 1; k < n; ++k) {
-                    const unsigned char d = static_cast<unsigned char>(s_[pos_ + k]);
-                    if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF)) error("invalid UTF-8");
-                }
-            }
-            out.append(s_.substr(pos_, n));
-            pos_ += n;
-        }
-    }
-
-    std::string_view s_;
-    size_t pos_ = 0;
-};
-
-void dump_string(const std::string& s, std::string& out) {
-    static const char* hex = "0123456789abcdef";
-    out += '"';
-    for (const char ch : s) {
-        const unsigned char c = static_cast<unsigned char>(ch);
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            default:
-                if (c < 0x20) {
-                    out += "\\u00";
-                    out += hex[c >> 4];
-                    out += hex[c & 15];
-                } else {
-                    out += ch;
-                }
-        }
-    }
-    out += '"';
-}
-
-void dump_into(const JsonValue& v, std::string& out) {
-    switch (v.kind) {
-        case JsonValue::Kind::Null: out += "null"; break;
-        case JsonValue::Kind::Bool: out += v.boolean ? "true" : "false"; break;
-        case JsonValue::Kind::Number: out += v.text; break;
-        case JsonValue::Kind::String: dump_string(v.text, out); break;
-        case JsonValue::Kind::Array:
-            out += '[';
-            for (size_t i = 0; i < v.items.size(); ++i) {
-                if (i) out += ',';
-                dump_into(v.items[i], out);
-            }
-            out += ']';
-            break;
-        case JsonValue::Kind::Object:
-            out += '{';
-            for (size_t i = 0; i < v.members.size(); ++i) {
-                if (i) out += ',';
-                dump_string(v.members[i].first, out);
-                out += ':';
-                dump_into(v.members[i].second, out);
-            }
-            out += '}';
-            break;
-    }
-}
-
-}  // namespace
-
-const JsonValue* JsonValue::get(std::string_view key) const {
-    const JsonValue* found = nullptr;
-    for (const auto& m : members)
-        if (m.first == key) found = &m.second;
-    return found;
-}
-
-JsonValue parse_json(std::string_view text) { return Parser(text).document(); }
-
-std::string dump_json(const JsonValue& v) {
-    std::string out;
-    dump_into(v, out);
-    return out;
-}
-
-SmallTrie SmallTrie::build(const std::vector<std::string>& strs) {
-    // Breadth-first over sorted strings: a node owns a range of them sharing its prefix, so its
-    // children (groups by the next byte) can be appended contiguously.
-    std::vector<uint32_t> order(strs.size());
-    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return strs[a] < strs[b]; });
-    struct Pending {
-        uint32_t lo, hi, depth;
-    };
-    SmallTrie t;
-    std::vector<Pending> work{{0, static_cast<uint32_t>(order.size()), 0}};
-    t.nodes.emplace_back();
-    for (size_t n = 0; n < work.size(); ++n) {
-        Pending w = work[n];
-        uint32_t lo = w.lo;
-        if (lo < w.hi && strs[order[lo]].size() == w.depth) t.nodes[n].value = static_cast<int32_t>(order[lo++]);
-        t.nodes[n].first_edge = static_cast<uint32_t>(t.edge_byte.size());
-        while (lo < w.hi) {
-            const uint8_t c = static_cast<uint8_t>(strs[order[lo]][w.depth]);
-            uint32_t hi = lo;
-            while (hi < w.hi && static_cast<uint8_t>(strs[order[hi]][w.depth]) == c) ++hi;
-            t.edge_byte.push_back(c);
-            t.edge_child.push_back(static_cast<uint32_t>(work.size()));
-            work.push_back({lo, hi, w.depth + 1});
-            t.nodes.emplace_back();
-            lo = hi;
-        }
-        t.nodes[n].n_edges = static_cast<uint32_t>(t.edge_byte.size()) - t.nodes[n].first_edge;
-    }
-    return t;
-}
-
 // ---- compilation --------------------------------------------------------------------------
-
-namespace {
 
 const std::set<std::string, std::less<>>& annotations() {
     static const std::set<std::string, std::less<>> s{
@@ -374,7 +67,7 @@ uint32_t count_arg(const JsonValue& v, const char* kw) {
 
 class Compiler {
 public:
-    Compiler(Schema& s, const JsonValue* doc) : s_(s), doc_(doc) {}
+    Compiler(Schema& s, const JsonValue* doc) : s_(s), doc_(doc), tool_(s.dialect == Dialect::Gemma4Tool) {}
 
     uint32_t node_for(const JsonValue& v) {
         if (v.kind == JsonValue::Kind::Bool) return v.boolean ? any() : never();
@@ -440,7 +133,9 @@ public:
             std::vector<std::string> texts;
             auto add = [&](const JsonValue& e) {
                 if (types && !value_has_type(e, types)) return;
-                std::string d = dump_json(e);
+                std::string d;
+                if (!tool_) d = dump_json(e);
+                else if (!dump_tool_value(e, d)) return;  // not writable in the dialect: left out
                 if (std::find(texts.begin(), texts.end(), d) == texts.end()) texts.push_back(std::move(d));
             };
             if (co) {
@@ -507,6 +202,7 @@ public:
         for (auto& o : s_.objects) finish_object(o);
         for (auto& a : s_.arrays) finish_array(a);
         if (!s_.nodes[root].satisfiable) fail("no JSON value satisfies the schema");
+        if (tool_) tool_root();
     }
 
 private:
@@ -563,13 +259,26 @@ private:
                 }
             }
         }
+        if (tool_) {  // bare keys, generated in dictsort order
+            for (const auto& name : o.names)
+                if (const char* why = bare_key_problem(name))
+                    fail("property name '" + name + "' cannot be written as a bare key: " + why);
+            ObjectSpec sorted;
+            for (uint32_t j : dictsort_order(o.names)) {
+                sorted.names.push_back(o.names[j]);
+                sorted.schema.push_back(0);
+                sorted.required.push_back(o.required[j]);
+            }
+            o = std::move(sorted);
+        }
         const JsonValue* props = v.get("properties");
         for (size_t j = 0; j < o.names.size(); ++j) {
             const JsonValue* ps = props ? props->get(o.names[j]) : nullptr;
             o.schema[j] = ps ? node_for(*ps) : any();
         }
         const JsonValue* add = v.get("additionalProperties");
-        o.additional = static_cast<int32_t>(add ? node_for(*add) : any());
+        if (tool_) o.additional = -1;  // the dialect generates declared keys only
+        else o.additional = static_cast<int32_t>(add ? node_for(*add) : any());
         s_.objects.push_back(std::move(o));
         return new_node(NodeKind::Object, static_cast<uint32_t>(s_.objects.size() - 1));
     }
@@ -741,7 +450,7 @@ private:
             switch (n.kind) {
                 case NodeKind::Object: n.first.set('{'); break;
                 case NodeKind::Array: n.first.set('['); break;
-                case NodeKind::String: n.first.set('"'); break;
+                case NodeKind::String: n.first.set(tool_ ? kToolQuote : '"'); break;
                 case NodeKind::Number:
                     n.first.set('-');
                     for (int c = '0'; c <= '9'; ++c) n.first.set(static_cast<size_t>(c));
@@ -764,6 +473,7 @@ private:
         o.usable.resize(n);
         for (uint32_t j = 0; j < n; ++j) o.usable[j] = s_.nodes[o.schema[j]].satisfiable;
         if (o.additional >= 0 && !s_.nodes[static_cast<uint32_t>(o.additional)].satisfiable) o.additional = -1;
+        if (tool_) o.additional = -1;  // declared keys only (also in the any-value object)
         o.last_candidate.assign(n + 1, 0);
         o.closable.assign(n + 1, 1);
         o.key_possible.assign(n + 1, 0);
@@ -780,9 +490,14 @@ private:
         }
         // The trie holds each name's canonical spelling (dump_string without the quotes): a key
         // matches a declared name only if spelled that way (see feed_key in json_grammar.cpp).
+        // Gemma4Tool: the bare name itself.
         std::vector<std::string> spelled(n);
         for (uint32_t j = 0; j < n; ++j) {
-            dump_string(o.names[j], spelled[j]);
+            if (tool_) {
+                spelled[j] = o.names[j];
+                continue;
+            }
+            dump_json_string(o.names[j], spelled[j]);
             spelled[j] = spelled[j].substr(1, spelled[j].size() - 2);
         }
         o.names_trie = SmallTrie::build(spelled);
@@ -807,8 +522,34 @@ private:
         a.max_items = std::min(a.max_items, cap);
     }
 
+    // Gemma4Tool: the generated value is the call's argument object. A union root keeps its
+    // object alternatives (one: that object itself); anything else is an error.
+    void tool_root() {
+        const Node& r = s_.nodes[s_.root];
+        if (r.kind == NodeKind::Object) return;
+        std::vector<uint32_t> objs;
+        if (r.kind == NodeKind::Union)
+            for (uint32_t alt : s_.unions[r.spec])
+                if (s_.nodes[alt].kind == NodeKind::Object) objs.push_back(alt);
+        if (objs.empty()) fail("the parameters schema must describe an object");
+        if (objs.size() == 1) {
+            s_.root = objs[0];
+            return;
+        }
+        Node u;
+        u.kind = NodeKind::Union;
+        u.spec = static_cast<uint32_t>(s_.unions.size());
+        u.satisfiable = true;
+        for (uint32_t alt : objs) u.need = std::min(u.need, s_.nodes[alt].need);
+        u.first.set('{');
+        s_.unions.push_back(std::move(objs));
+        s_.nodes.push_back(u);
+        s_.root = static_cast<uint32_t>(s_.nodes.size() - 1);
+    }
+
     Schema& s_;
     const JsonValue* doc_;
+    bool tool_;
     std::vector<std::vector<uint32_t>> raw_unions_;
     std::map<std::string, uint32_t> refs_;
     int32_t any_ = -1;
@@ -817,18 +558,27 @@ private:
 
 }  // namespace
 
-std::shared_ptr<const Schema> compile_schema(const JsonValue* schema) {
+std::shared_ptr<const Schema> compile_schema(const JsonValue* schema, Dialect dialect) {
     auto s = std::make_shared<Schema>();
-    Compiler c(*s, schema);
-    const uint32_t root = schema ? c.node_for(*schema) : c.any_object();
-    c.finalize(root);
+    s->dialect = dialect;
+    try {
+        Compiler c(*s, schema);
+        const uint32_t root = schema ? c.node_for(*schema) : c.any_object();
+        c.finalize(root);
+    } catch (const InputError& e) {
+        if (dialect != Dialect::Gemma4Tool) throw;
+        std::string msg = e.what();  // the same errors, named after the tool-call compile
+        const std::string_view from = "[json_schema]";
+        if (msg.compare(0, from.size(), from) == 0) msg = "[tool_schema]" + msg.substr(from.size());
+        throw InputError(msg);
+    }
     return s;
 }
 
-std::shared_ptr<const Schema> compile_schema_text(std::string_view json_text) {
-    if (json_text.empty()) return compile_schema(nullptr);
+std::shared_ptr<const Schema> compile_schema_text(std::string_view json_text, Dialect dialect) {
+    if (json_text.empty()) return compile_schema(nullptr, dialect);
     const JsonValue doc = parse_json(json_text);
-    return compile_schema(&doc);
+    return compile_schema(&doc, dialect);
 }
 
 }  // namespace unigemma::grammar

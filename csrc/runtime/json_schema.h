@@ -22,6 +22,9 @@
 //   - numbers: at most 16 integer digits, 16 fraction digits, 3 exponent digits; "integer"
 //     allows no fraction or exponent.
 //   - string lengths count code points (an escaped surrogate pair is one).
+// Dialect::Gemma4Tool compiles the same subset for Gemma 4's tool-call syntax instead (bare
+// dictsorted keys, `<|"|>`-delimited raw strings, declared keys only, an object at the top,
+// no whitespace): the rules are in tool_dialect.h. Its errors say "[tool_schema]".
 #pragma once
 #include <bitset>
 #include <cstdint>
@@ -50,6 +53,8 @@ struct JsonValue {
 JsonValue parse_json(std::string_view text);
 // Canonical compact serialization (see the enum / const rule above).
 std::string dump_json(const JsonValue& v);
+// Appends s as a canonical JSON string literal, quotes included.
+void dump_json_string(const std::string& s, std::string& out);
 
 // Byte trie over a few strings (enum literals, property names): edges of a node are contiguous
 // and sorted by byte.
@@ -73,10 +78,14 @@ struct SmallTrie {
 
 constexpr uint32_t kUnbounded = std::numeric_limits<uint32_t>::max();
 
+enum class Dialect : uint8_t { Json, Gemma4Tool };
+
 enum class NodeKind : uint8_t { Object, Array, String, Number, Literal, Union };
 
 struct ObjectSpec {
-    std::vector<std::string> names;   // declared keys: `properties` order, then required-only ones
+    // Declared keys: `properties` order, then required-only ones (Gemma4Tool: all of them in
+    // dictsort order, the order the keys are generated in).
+    std::vector<std::string> names;
     std::vector<uint32_t> schema;     // value node per declared key
     std::vector<uint8_t> required;
     std::vector<uint8_t> usable;      // 0: the value schema is unsatisfiable (the key never appears)
@@ -115,7 +124,7 @@ struct Node {
     // a value, key or array item only where this fits under its depth limit, so nothing it
     // starts can get stuck there.
     uint32_t need = kUnbounded;
-    std::bitset<256> first;   // bytes a value of this node can start with
+    std::bitset<256> first;   // bytes a value of this node can start with (Gemma4Tool strings: kToolQuote)
 };
 
 struct Schema {
@@ -126,11 +135,13 @@ struct Schema {
     std::vector<SmallTrie> literals;
     std::vector<std::vector<uint32_t>> unions;  // flattened: satisfiable, non-union alternatives
     uint32_t root = 0;
+    Dialect dialect = Dialect::Json;
 };
 
 // Compiles a schema; null: any JSON object (OpenAI's json_object mode). Throws InputError on
 // bad or unsupported schemas and on schemas no value satisfies.
-std::shared_ptr<const Schema> compile_schema(const JsonValue* schema);
-std::shared_ptr<const Schema> compile_schema_text(std::string_view json_text);  // "" = null
+std::shared_ptr<const Schema> compile_schema(const JsonValue* schema, Dialect dialect = Dialect::Json);
+std::shared_ptr<const Schema> compile_schema_text(std::string_view json_text,  // "" = null
+                                                  Dialect dialect = Dialect::Json);
 
 }  // namespace unigemma::grammar

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "runtime/tool_dialect.h"
 
 namespace unigemma::grammar {
 
@@ -30,24 +31,35 @@ size_t utf8_char(std::string_view s, size_t k) {
 }  // namespace
 
 TokenVocab::TokenVocab(const std::vector<std::string>& pieces, const std::vector<uint8_t>& usable,
-                       std::vector<int32_t> eog)
-    : eog_(std::move(eog)) {
+                       std::vector<int32_t> eog, int32_t delimiter)
+    : eog_(std::move(eog)), delimiter_(delimiter) {
     const size_t n = pieces.size();
     if (usable.size() != n) throw InputError("[token_vocab] usable flags and pieces differ in length");
+    if (delimiter_ < -1 || delimiter_ >= static_cast<int64_t>(n))
+        throw InputError("[token_vocab] delimiter id " + std::to_string(delimiter_) + " out of range");
+    const std::string quote(1, static_cast<char>(kToolQuote));
+    auto piece_in = [&](size_t i) -> const std::string& {
+        return static_cast<int64_t>(i) == delimiter_ ? quote : pieces[i];
+    };
     offs_.resize(n + 1);
     size_t total = 0;
-    for (size_t i = 0; i < n; ++i) total += pieces[i].size();
+    for (size_t i = 0; i < n; ++i) total += piece_in(i).size();
     bytes_.reserve(total);
     for (size_t i = 0; i < n; ++i) {
         offs_[i] = static_cast<uint32_t>(bytes_.size());
-        bytes_ += pieces[i];
+        bytes_ += piece_in(i);
     }
     offs_[n] = static_cast<uint32_t>(bytes_.size());
     for (int32_t e : eog_)
         if (e < 0 || static_cast<size_t>(e) >= n) throw InputError("[token_vocab] EOG id " + std::to_string(e) + " out of range");
+    if (delimiter_ >= 0 && is_eog(delimiter_)) throw InputError("[token_vocab] the delimiter token is an EOG token");
 
-    for (size_t i = 0; i < n; ++i)
-        if (usable[i] && !pieces[i].empty() && !is_eog(static_cast<int32_t>(i))) order_.push_back(static_cast<int32_t>(i));
+    for (size_t i = 0; i < n; ++i) {
+        const int32_t id = static_cast<int32_t>(i);
+        bool ok = usable[i] && !pieces[i].empty() && !is_eog(id);
+        if (delimiter_ >= 0) ok = id == delimiter_ || (ok && piece(id).find(quote) == std::string_view::npos);
+        if (ok) order_.push_back(id);
+    }
     std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
         const int c = piece(a).compare(piece(b));
         return c < 0 || (c == 0 && a < b);
@@ -62,19 +74,23 @@ TokenVocab::TokenVocab(const std::vector<std::string>& pieces, const std::vector
     }
 
     // Per token and byte offset k: the plain-content character count of piece[k..], or kNotPlain
-    // (see Node::plain_chars), filled from the right.
+    // (see Node::plain_chars), filled from the right; suf_raw: the same for Node::raw_chars.
     std::vector<uint32_t> suf_off(order_.size() + 1);
     for (size_t r = 0; r < order_.size(); ++r) suf_off[r + 1] = suf_off[r] + static_cast<uint32_t>(piece(order_[r]).size());
-    std::vector<uint8_t> suf(suf_off.back());
+    std::vector<uint8_t> suf(suf_off.back()), suf_raw(suf_off.back());
+    auto count = [](size_t len, uint8_t rest) {
+        return (len == 0 || rest == kNotPlain) ? kNotPlain : static_cast<uint8_t>(std::min<int>(rest + 1, 254));
+    };
     for (size_t r = 0; r < order_.size(); ++r) {
         const std::string_view p = piece(order_[r]);
         uint8_t* out = suf.data() + suf_off[r];
+        uint8_t* raw = suf_raw.data() + suf_off[r];
         for (size_t k = p.size(); k-- > 0;) {
             const uint8_t c = static_cast<uint8_t>(p[k]);
-            size_t len = 0;
-            if (c >= 0x20 && c != '"' && c != '\\') len = utf8_char(p, k);
-            const uint8_t rest = k + len >= p.size() ? 0 : (len ? out[k + len] : kNotPlain);
-            out[k] = (len == 0 || rest == kNotPlain) ? kNotPlain : static_cast<uint8_t>(std::min<int>(rest + 1, 254));
+            const size_t len_raw = p.compare(k, kToolQuoteText.size(), kToolQuoteText) == 0 ? 0 : utf8_char(p, k);
+            const size_t len = (c >= 0x20 && c != '"' && c != '\\') ? utf8_char(p, k) : 0;
+            out[k] = count(len, k + len >= p.size() ? 0 : (len ? out[k + len] : kNotPlain));
+            raw[k] = count(len_raw, k + len_raw >= p.size() ? 0 : (len_raw ? raw[k + len_raw] : kNotPlain));
         }
     }
 
@@ -95,10 +111,11 @@ TokenVocab::TokenVocab(const std::vector<std::string>& pieces, const std::vector
         while (lo < hi) {
             const uint8_t c = static_cast<uint8_t>(piece(order_[lo])[depth]);
             uint32_t end = lo;
-            uint8_t plain = 0;
+            uint8_t plain = 0, raw = 0;
+            auto merge = [](uint8_t acc, uint8_t s) { return (acc == kNotPlain || s == kNotPlain) ? kNotPlain : std::max(acc, s); };
             while (end < hi && static_cast<uint8_t>(piece(order_[end])[depth]) == c) {
-                const uint8_t s = suf[suf_off[end] + depth];
-                plain = (plain == kNotPlain || s == kNotPlain) ? kNotPlain : std::max(plain, s);
+                plain = merge(plain, suf[suf_off[end] + depth]);
+                raw = merge(raw, suf_raw[suf_off[end] + depth]);
                 ++end;
             }
             Node child;
@@ -106,6 +123,7 @@ TokenVocab::TokenVocab(const std::vector<std::string>& pieces, const std::vector
             child.tok_begin = lo;
             child.tok_end = end;
             child.plain_chars = plain;
+            child.raw_chars = raw;
             nodes_.push_back(child);
             depth_of.push_back(depth + 1);
             ++kids;
@@ -137,7 +155,8 @@ std::shared_ptr<const TokenVocab> TokenVocab::from_tokenizer(const tokenizer::To
         usable[static_cast<size_t>(i)] = ok;
         pieces[static_cast<size_t>(i)] = std::move(p);
     }
-    return std::make_shared<const TokenVocab>(pieces, usable, t.eog_ids());
+    const int32_t quote = t.find_token(kToolQuoteText);
+    return std::make_shared<const TokenVocab>(pieces, usable, t.eog_ids(), quote >= 0 && !t.is_eog(quote) ? quote : -1);
 }
 
 }  // namespace unigemma::grammar

@@ -16,6 +16,12 @@ additionalProperties, enum, const, items, prefixItems, minItems, maxItems, minLe
 anyOf, oneOf (as anyOf), single-element allOf, local $ref; anything else (pattern, format,
 minimum, ...) raises ``InputError`` (a ``ValueError``) naming the keyword. Properties are
 generated in the order of ``properties``; at most ``max_whitespace`` whitespace bytes per gap.
+
+Forced Gemma 4 tool calls (OpenAI ``tool_choice`` naming a function) use the same matcher in the
+tool-call dialect: ``tool_call_constraint(tokenizer, parameters)`` generates the argument object
+``{k:v,...}`` of ``<|tool_call>call:NAME{...}<tool_call|>`` (rules in
+csrc/runtime/tool_dialect.h): bare keys in dictsort order, declared keys only, strings
+between ``<|"|>`` tokens with raw content, no whitespace; ``done`` once the object closes.
 """
 from __future__ import annotations
 
@@ -75,13 +81,17 @@ def schema_from_response_format(rf: dict) -> dict | None:
     raise ValueError(f"unsupported response_format type {kind!r} (expected 'json_object' or 'json_schema')")
 
 
+_TOOL_QUOTE = '<|"|>'
+
+
 class JsonConstraint:
     """Per-request logits mask that makes the generated text one JSON value: any JSON object
     (schema None, OpenAI's json_object mode) or a value valid under ``schema`` (a dict). Once
     the value is complete only the EOG tokens are allowed. Raises ValueError (``InputError``)
     for bad or unsupported schemas."""
 
-    def __init__(self, vocab: TokenVocab, schema: dict | None = None, *, max_whitespace: int = 16) -> None:
+    def __init__(self, vocab: TokenVocab, schema: dict | None = None, *, max_whitespace: int = 16,
+                 dialect: str = "json") -> None:
         if schema is None:
             text = None
         else:
@@ -92,7 +102,8 @@ class JsonConstraint:
             except (TypeError, ValueError) as e:
                 raise ValueError(f"[json_schema] the schema is not JSON: {e}") from None
         self.vocab = vocab
-        self._m = _core.JsonMatcher(vocab, text, max_whitespace)
+        self.dialect = dialect
+        self._m = _core.JsonMatcher(vocab, text, max_whitespace, dialect)
         self._eog = frozenset(vocab.eog_ids)
         self.n_accepted = 0
 
@@ -122,8 +133,12 @@ class JsonConstraint:
 
     def accept_text(self, text: str | bytes) -> None:
         """Advance by text the caller emitted itself (e.g. a forced prefix); ValueError if it
-        does not fit."""
-        data = text.encode() if isinstance(text, str) else bytes(text)
+        does not fit. In the tool-call dialect a ``str`` may spell the delimiter token as
+        ``<|"|>``; ``bytes`` go to the matcher as they are (the delimiter is b"\\xff" there)."""
+        if isinstance(text, str) and self.dialect == "gemma4_tool":
+            data = b"\xff".join(part.encode() for part in text.split(_TOOL_QUOTE))
+        else:
+            data = text.encode() if isinstance(text, str) else bytes(text)
         if not self._m.accept_bytes(data):
             raise ValueError(f"[json_grammar] text {data!r} does not fit the constraint here")
 
@@ -137,3 +152,23 @@ class JsonConstraint:
         """A complete value was produced (EOG allowed). Differs from ``done`` only for a
         top-level number, which more digits could extend."""
         return self._m.complete
+
+
+def tool_call_constraint(tokenizer, parameters: dict | None) -> JsonConstraint:
+    """Constraint for the arguments of a forced Gemma 4 tool call: after the caller has emitted
+    ``<|tool_call>call:NAME`` itself, the allowed tokens spell an argument object ``{k:v,...}``
+    in Gemma 4's tool syntax whose value validates against ``parameters`` (the function's JSON
+    schema; same subset as JsonConstraint). ``done`` turns true as soon as the object closes;
+    the caller then appends ``<tool_call|>``. None, or an object schema without properties,
+    allows only ``{}``: the dialect writes declared keys only (additionalProperties produces
+    nothing). Raises ValueError (``InputError``, "[tool_schema] ...") for unsupported schemas,
+    naming the keyword, for property names that cannot be written as bare keys, for a
+    non-object schema, and for a tokenizer without the ``<|"|>`` token."""
+    if parameters is None:
+        parameters = {"type": "object", "properties": {}}
+    elif not isinstance(parameters, dict):
+        raise ValueError(f"[tool_schema] parameters must be a dict, not {type(parameters).__name__}")
+    vocab = token_vocab(tokenizer)
+    if vocab.delimiter_id < 0:
+        raise ValueError('[tool_schema] the tokenizer has no <|"|> token: not a Gemma 4 vocabulary')
+    return JsonConstraint(vocab, parameters, max_whitespace=0, dialect="gemma4_tool")
