@@ -484,3 +484,27 @@ def test_response_format_json_schema_and_json_object(g3srv):
     # plain text format is accepted and unconstrained
     r = c.chat.completions.create(model="m", messages=msgs, max_tokens=5, response_format={"type": "text"})
     assert r.usage.completion_tokens >= 1
+
+
+def test_forced_tool_choice_yields_a_schema_valid_call(g4srv):
+    """tool_choice naming a function: the random-weight model still returns a call of that function
+    whose arguments validate against its parameter schema (constrained in Gemma 4's tool syntax)."""
+    import jsonschema
+
+    params = {"type": "object", "required": ["city", "days"],
+              "properties": {"city": {"type": "string", "maxLength": 12},
+                             "days": {"type": "integer"}, "unit": {"enum": ["C", "F"]}}}
+    tools = TOOLS + [{"type": "function", "function": {"name": "forecast", "parameters": params}}]
+    c = g4srv.client("sekrit")
+    msgs = [{"role": "user", "content": "Forecast for Oslo?"}]
+    for kw in ({"temperature": 0}, {"temperature": 1.0, "seed": 11}):
+        r = c.chat.completions.create(model="m", messages=msgs, tools=tools, max_tokens=120,
+                                      tool_choice={"type": "function", "function": {"name": "forecast"}}, **kw)
+        ch = r.choices[0]
+        assert ch.finish_reason == "tool_calls", ch.message
+        (call,) = ch.message.tool_calls
+        assert call.function.name == "forecast"
+        jsonschema.validate(json.loads(call.function.arguments), params)
+    with pytest.raises(openai.BadRequestError, match="not in 'tools'"):
+        c.chat.completions.create(model="m", messages=msgs, tools=tools,
+                                  tool_choice={"type": "function", "function": {"name": "nope"}})
