@@ -11,6 +11,14 @@
 #include <cstdint>
 #include <cstring>
 
+// Under nvcc these are also device functions: the CUDA block decoders and KV encoders
+// (ops/cuda/block_math.cuh) use the same bits. Integer work only, plus one exact multiply.
+#if defined(__CUDACC__)
+#define UG_FP16_FN static __host__ __device__ inline
+#else
+#define UG_FP16_FN static inline
+#endif
+
 namespace unigemma::quant {
 
 // `static`: internal linkage on purpose. These are included by the per-ISA kernel files,
@@ -18,19 +26,19 @@ namespace unigemma::quant {
 // linker could keep one of those copies for every caller, including the scalar path on a
 // CPU without those instructions.
 
-static inline uint32_t f32_bits(float f) {
+UG_FP16_FN uint32_t f32_bits(float f) {
     uint32_t u;
     std::memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static inline float f32_from_bits(uint32_t u) {
+UG_FP16_FN float f32_from_bits(uint32_t u) {
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
 }
 
-static inline uint16_t fp32_to_fp16(float f) {
+UG_FP16_FN uint16_t fp32_to_fp16(float f) {
     const uint32_t x = f32_bits(f);
     const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
     const uint32_t ax = x & 0x7fffffffu;
@@ -62,7 +70,7 @@ static inline uint16_t fp32_to_fp16(float f) {
     return static_cast<uint16_t>(sign | h);
 }
 
-static inline float fp16_to_fp32(uint16_t h) {
+UG_FP16_FN float fp16_to_fp32(uint16_t h) {
     const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
     const uint32_t exp = (h >> 10) & 0x1fu;
     const uint32_t mant = h & 0x3ffu;
@@ -75,13 +83,13 @@ static inline float fp16_to_fp32(uint16_t h) {
     return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-static inline uint16_t fp32_to_bf16(float f) {
+UG_FP16_FN uint16_t fp32_to_bf16(float f) {
     uint32_t n = f32_bits(f);
     if ((n & 0x7fffffffu) > 0x7f800000u) n = (n & 0xffff0000u) | 0x00400000u;  // quiet NaN
     const uint64_t r = (static_cast<uint64_t>(n) + (0x7fffu + ((n >> 16) & 1u))) >> 16;
     return static_cast<uint16_t>(r);
 }
 
-static inline float bf16_to_fp32(uint16_t b) { return f32_from_bits(static_cast<uint32_t>(b) << 16); }
+UG_FP16_FN float bf16_to_fp32(uint16_t b) { return f32_from_bits(static_cast<uint32_t>(b) << 16); }
 
 }  // namespace unigemma::quant

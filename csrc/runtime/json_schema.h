@@ -144,4 +144,7 @@ std::shared_ptr<const Schema> compile_schema(const JsonValue* schema, Dialect di
 std::shared_ptr<const Schema> compile_schema_text(std::string_view json_text,  // "" = null
                                                   Dialect dialect = Dialect::Json);
 
+// Appends code point cp (<= 0x10FFFF) as UTF-8 (json_value.cpp).
+void append_utf8(std::string& out, uint32_t cp);
+
 }  // namespace unigemma::grammar

@@ -1,5 +1,7 @@
 #include "runtime/tool_dialect.h"
 
+#include "runtime/json_schema.h"
+
 #include <algorithm>
 #include <numeric>
 
@@ -16,24 +18,6 @@ size_t decode(std::string_view s, size_t i, uint32_t& cp) {
     cp = n == 1 ? c : c & (0x7F >> n);
     for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<uint8_t>(s[i + k]) & 0x3F);
     return n;
-}
-
-void encode(uint32_t cp, std::string& out) {
-    if (cp < 0x80) {
-        out += char(cp);
-    } else if (cp < 0x800) {
-        out += char(0xC0 | (cp >> 6));
-        out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += char(0xE0 | (cp >> 12));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    } else {
-        out += char(0xF0 | (cp >> 18));
-        out += char(0x80 | ((cp >> 12) & 0x3F));
-        out += char(0x80 | ((cp >> 6) & 0x3F));
-        out += char(0x80 | (cp & 0x3F));
-    }
 }
 
 // Python's str.lower() for the scripts property names are commonly written in.
@@ -67,7 +51,7 @@ std::string dictsort_key(std::string_view name) {
     for (size_t i = 0; i < name.size();) {
         uint32_t cp = 0;
         i += decode(name, i, cp);
-        encode(lower(cp), out);
+        append_utf8(out, lower(cp));
     }
     return out;
 }

@@ -40,6 +40,54 @@ def accept_probability(p: float, q: float) -> float:
     return min(1.0, p / q) if q > 0 else 0.0
 
 
+def draft(drafter, ctx, t: int, pos: int, h, k: int, sampler, greedy: bool, history) -> tuple[list, list]:
+    """k drafter steps from (t, h) at position pos over ctx's cache. history(drafts) is the
+    penalty history before the next draft. Returns (drafts, q rows: the sampler's distribution
+    of each draft when sampling, empty when greedy)."""
+    drafts: list[int] = []
+    qs: list = []
+    tok, hh = t, h
+    for _ in range(k):
+        dl, hh = drafter.step(ctx, tok, pos, hh)
+        hist = history(drafts)
+        if greedy:
+            d = sampler.sample(dl, hist)
+        else:
+            q = sampler.probs(dl, hist)
+            d = sampler.draw(q)
+            qs.append(q)
+        drafts.append(int(d))
+        tok = d
+    return drafts, qs
+
+
+def verify(sampler, rows, drafts: list, qs: list, greedy: bool, history) -> tuple[int, int]:
+    """Acceptance over the target rows of [t, d1..dk]: greedy keeps d_i while it equals the
+    sampler's choice on row i-1; sampling keeps it with probability min(1, p/q) and draws a
+    rejection's replacement from max(0, p - q). history(i): the penalty history before draft i
+    (i = k: before the bonus token). Returns (accepted drafts, the next token)."""
+    n_acc, nxt = 0, None
+    for i, d in enumerate(drafts):
+        hist = history(i)
+        if greedy:
+            want = int(sampler.sample(rows[i], hist))
+            ok = want == d
+            if not ok:
+                nxt = want
+        else:
+            p = sampler.probs(rows[i], hist)
+            ok = sampler.uniform() < accept_probability(float(p[d]), float(qs[i][d]))
+            if not ok:
+                r = np.maximum(p - qs[i], 0.0).astype(np.float32)
+                nxt = int(sampler.draw(r if r.sum() > 0 else p))
+        if not ok:
+            break
+        n_acc += 1
+    if nxt is None:  # every draft accepted: the bonus token from the last row
+        nxt = int(sampler.sample(rows[len(drafts)], history(len(drafts))))
+    return n_acc, nxt
+
+
 class SpeculativeDecoder:
     """Token source for a ``_Run`` (see model.py) when the model has a drafter."""
 
@@ -98,20 +146,9 @@ class SpeculativeDecoder:
                 k = max(1, min(self.k, run.max_tokens - len(run.tokens)))
                 # ---- draft
                 t0 = time.perf_counter()
-                drafts, qs = [], []
-                tok, hh = t, h
                 base = seq + [t]
-                for i in range(k):
-                    dl, hh = self.drafter.step(ctx, tok, pos, hh)
-                    hist = run.history(base + drafts)
-                    if self.greedy:
-                        d = sampler.sample(dl, hist)
-                    else:
-                        q = sampler.probs(dl, hist)
-                        d = sampler.draw(q)
-                        qs.append(q)
-                    drafts.append(int(d))
-                    tok = d
+                drafts, qs = draft(self.drafter, ctx, t, pos, h, k, sampler, self.greedy,
+                                   lambda ds: run.history(base + ds))
                 t1 = time.perf_counter()
                 # ---- verify t, d1..dk in one pass
                 seq.append(t)
@@ -128,29 +165,11 @@ class SpeculativeDecoder:
                 self.target_passes += 1
                 self.rounds += 1
                 # ---- accept
-                n_acc, nxt = 0, None
-                for i, d in enumerate(drafts):
-                    hist = run.history(base + drafts[:i])
+                n_acc, nxt = verify(sampler, rows, drafts, qs, self.greedy, lambda i: run.history(base + drafts[:i]))
+                for i in range(min(n_acc + 1, k)):
                     self.by_pos_drafted[i] += 1
-                    if self.greedy:
-                        want = sampler.sample(rows[i], hist)
-                        ok = want == d
-                        if not ok:
-                            nxt = want
-                    else:
-                        p = sampler.probs(rows[i], hist)
-                        q = qs[i]
-                        ok = sampler.uniform() < accept_probability(float(p[d]), float(q[d]))
-                        if not ok:
-                            r = np.maximum(p - q, 0.0).astype(np.float32)
-                            nxt = sampler.draw(r if r.sum() > 0 else p)
-                    if not ok:
-                        break
-                    n_acc += 1
+                for i in range(n_acc):
                     self.by_pos_accepted[i] += 1
-                if nxt is None:  # every draft accepted: the bonus token from the last row
-                    hist = run.history(base + drafts)
-                    nxt = sampler.sample(rows[k], hist)
                 self.drafted += k
                 self.accepted += n_acc
                 if self.adaptive:

@@ -41,6 +41,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include "quant/fp16.h"
 
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
@@ -123,16 +124,9 @@ UG_HD uint32_t ug_f32_to_bits(float f) {
 #endif
 }
 
-// Exact binary16 -> float32 (every input, NaN payloads kept), as quant/fp16.h.
-UG_HD float ug_f16_to_f32(uint16_t h) {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-    const uint32_t exp = (h >> 10) & 0x1fu;
-    const uint32_t mant = h & 0x3ffu;
-    if (exp == 0) return ug_bits_to_f32(ug_f32_to_bits(ug_mul(static_cast<float>(mant), 5.9604644775390625e-8f)) | sign);
-    if (exp == 31) return ug_bits_to_f32(sign | 0x7f800000u | (mant << 13));
-    return ug_bits_to_f32(sign | ((exp + 112u) << 23) | (mant << 13));
-}
-UG_HD float ug_bf16_to_f32(uint16_t b) { return ug_bits_to_f32(static_cast<uint32_t>(b) << 16); }
+// Exact binary16 / bfloat16 -> float32 (every input, NaN payloads kept): quant/fp16.h's.
+UG_HD float ug_f16_to_f32(uint16_t h) { return quant::fp16_to_fp32(h); }
+UG_HD float ug_bf16_to_f32(uint16_t b) { return quant::bf16_to_fp32(b); }
 
 // Little-endian loads from byte pointers of any alignment (device weights are packed blocks
 // of 18 / 34 / 210 bytes, so wider aligned loads are not generally possible).
@@ -289,35 +283,9 @@ UG_HD float unit_dot(const uint8_t* row, int64_t u, const float* x) {
 
 // ---------------------------------------------------------------- KV-cache row encoders
 
-// float32 -> binary16, round to nearest even, bit-identical to quant/fp16.h fp32_to_fp16
-// (numpy's cast) on every input, NaN payloads included.
-UG_HD uint16_t ug_f32_to_f16(float f) {
-    const uint32_t x = ug_f32_to_bits(f);
-    const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-    const uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) {
-        if (ax == 0x7f800000u) return sign | 0x7c00u;
-        uint16_t payload = static_cast<uint16_t>((ax & 0x007fffffu) >> 13);
-        if (payload == 0) payload = 1;
-        return static_cast<uint16_t>(sign | 0x7c00u | payload);
-    }
-    if (ax >= 0x47800000u) return sign | 0x7c00u;
-    if (ax <= 0x33000000u) return sign;
-    const uint32_t exp = ax >> 23;
-    const uint32_t mant = (ax & 0x007fffffu) | 0x00800000u;
-    if (exp < 113) {
-        const uint32_t shift = 126 - exp;
-        uint32_t q = mant >> shift;
-        const uint32_t rem = mant & ((1u << shift) - 1u);
-        const uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1u))) ++q;
-        return static_cast<uint16_t>(sign | q);
-    }
-    uint32_t h = ((exp - 112u) << 10) | ((ax >> 13) & 0x3ffu);
-    const uint32_t rem = ax & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-    return static_cast<uint16_t>(sign | h);
-}
+// float32 -> binary16, round to nearest even: quant/fp16.h's fp32_to_fp16 (numpy's cast, NaN
+// payloads included).
+UG_HD uint16_t ug_f32_to_f16(float f) { return quant::fp32_to_fp16(f); }
 
 UG_HD float ug_div(float a, float b) {
 #ifdef __CUDA_ARCH__

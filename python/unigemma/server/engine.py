@@ -363,7 +363,7 @@ class Engine:
         the agreeing prefix (greedy: equal to the target's choice; sampling: the min(1, p/q)
         test of speculative.py), roll the cache back, hand out the kept tokens. The pending
         token was already handed out when it was sampled."""
-        from ..speculative import MAX_DRAFT as _MAX, accept_probability
+        from ..speculative import MAX_DRAFT as _MAX, draft, verify
 
         req, ctx, sampler = s.req, s.ctx, s.req.sampler
         drafter = self.model.drafter
@@ -373,40 +373,10 @@ class Engine:
         k = max(1, min(s.draft_k, req.max_tokens - len(req.tokens), _MAX))
         greedy = not getattr(req, "temperature", 0.0) > 0.0
         base = s.cached + [t]
-        drafts, qs = [], []
-        tok, hh = t, h
-        for _ in range(k):
-            dl, hh = drafter.step(ctx, tok, pos, hh)
-            hist = self._hist_of(req, base + drafts)
-            if greedy:
-                d = sampler.sample(dl, hist)
-            else:
-                q = sampler.probs(dl, hist)
-                d = sampler.draw(q)
-                qs.append(q)
-            drafts.append(int(d))
-            tok = d
+        drafts, qs = draft(drafter, ctx, t, pos, h, k, sampler, greedy, lambda ds: self._hist_of(req, base + ds))
         rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
         s.cached.extend([t] + drafts)
-        n_acc, nxt = 0, None
-        for i, d in enumerate(drafts):
-            hist = self._hist_of(req, base + drafts[:i])
-            if greedy:
-                want = int(sampler.sample(rows[i], hist))
-                ok = want == d
-                if not ok:
-                    nxt = want
-            else:
-                p = sampler.probs(rows[i], hist)
-                ok = sampler.uniform() < accept_probability(float(p[d]), float(qs[i][d]))
-                if not ok:
-                    r = np.maximum(p - qs[i], 0.0).astype(np.float32)
-                    nxt = int(sampler.draw(r if r.sum() > 0 else p))
-            if not ok:
-                break
-            n_acc += 1
-        if nxt is None:
-            nxt = int(sampler.sample(rows[k], self._hist_of(req, base + drafts)))
+        n_acc, nxt = verify(sampler, rows, drafts, qs, greedy, lambda i: self._hist_of(req, base + drafts[:i]))
         s.draft_k = min(s.draft_k + 1, _MAX) if n_acc == k else (max(s.draft_k - 1, 1) if n_acc == 0 else s.draft_k)
         keep = pos + 1 + n_acc
         if not ctx.truncate(keep):
