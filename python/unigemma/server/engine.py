@@ -115,7 +115,9 @@ class Engine:
         self._stop = False
         self.error: BaseException | None = None
         self.stats = collections.Counter()
-        self._rate: collections.deque = collections.deque()  # (time, tokens) of recent decode steps
+        # (time, tokens) of recent decode steps; appended by the engine thread, read (copied)
+        # by snapshot() on the HTTP thread
+        self._rate: collections.deque = collections.deque(maxlen=4096)
         self._thread = threading.Thread(target=self._run, name="unigemma-engine", daemon=True)
         self._thread.start()
 
@@ -144,10 +146,9 @@ class Engine:
     def snapshot(self) -> dict:
         """Numbers for /metrics and /health (read without the lock: a consistent-enough view)."""
         now = time.perf_counter()
-        while self._rate and now - self._rate[0][0] > 10.0:
-            self._rate.popleft()
-        toks = sum(n for _, n in self._rate)
-        span = (now - self._rate[0][0]) if len(self._rate) > 1 else 0.0
+        recent = [(t, n) for t, n in list(self._rate) if now - t <= 10.0]  # list(): one atomic copy
+        toks = sum(n for _, n in recent)
+        span = (now - recent[0][0]) if len(recent) > 1 else 0.0
         return {
             "slots": len(self.slots),
             "slots_busy": sum(1 for s in self.slots if s.req is not None),
@@ -156,7 +157,7 @@ class Engine:
             "kv_tokens": sum(s.ctx.n_past for s in self.slots),
             "kv_capacity_tokens": self.n_ctx * len(self.slots),
             "decode_tokens_per_second": toks / span if span > 0 else 0.0,
-            **{k: v for k, v in self.stats.items()},
+            **dict(self.stats),  # dict(): one C-level copy, safe against the engine thread
         }
 
     # -- scheduler thread --------------------------------------------------------------------------
