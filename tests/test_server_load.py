@@ -159,6 +159,17 @@ def test_load_faults_and_memory(server):
         nonlocal killed
         end = time.monotonic() + LOAD_SECONDS
         tasks = [asyncio.create_task(one_client(i, port, end, out, problems)) for i in range(N_CLIENTS)]
+
+        async def scrape():  # /metrics and /health stay answerable under load
+            while time.monotonic() < end:
+                for path in ("/metrics", "/health"):
+                    status, body = await asyncio.to_thread(get, port, path)
+                    if status != 200:
+                        problems.append(f"{path} -> {status}: {body[:200]!r}")
+                    else:
+                        out["scrapes"] += 1
+                await asyncio.sleep(1.0)
+        tasks.append(asyncio.create_task(scrape()))
         # client processes killed mid-stream (SIGKILL: no FIN handshake courtesy from the client)
         while time.monotonic() < end - 5:
             p = await asyncio.create_subprocess_exec(sys.executable, "-c", KILLED_CLIENT, str(port),
@@ -183,6 +194,7 @@ def test_load_faults_and_memory(server):
     assert not problems, problems[:10]
     assert out["completed"] >= 20 and out["bad_input_400"] > 0 and out["too_long_400"] > 0, out
     assert out["429"] + out["503"] > 0, out  # the queue really was oversubscribed
+    assert out["scrapes"] >= LOAD_SECONDS // 2, out
     assert killed >= 3
     # the server is up, idle, and answers normally
     assert proc.poll() is None
