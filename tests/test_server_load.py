@@ -127,12 +127,16 @@ async def one_client(i: int, port: int, end: float, out: collections.Counter, pr
                 out["completed"] += 1
             else:
                 problems.append(f"stream ended without a finish_reason ({n} chunks)")
-        except openai.RateLimitError:
+        except openai.RateLimitError as e:
             out["429"] += 1
+            if "retry-after" not in e.response.headers:
+                problems.append("429 without Retry-After")
             await asyncio.sleep(0.1 + rng.random() * 0.3)
         except openai.APIStatusError as e:
             if e.status_code == 503:
                 out["503"] += 1
+                if "retry-after" not in e.response.headers:
+                    problems.append("503 without Retry-After")
                 await asyncio.sleep(0.2)
             elif e.status_code == 400 and "context" in str(e):
                 out["too_long_400"] += 1
