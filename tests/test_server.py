@@ -505,6 +505,20 @@ def test_forced_tool_choice_yields_a_schema_valid_call(g4srv):
         (call,) = ch.message.tool_calls
         assert call.function.name == "forecast"
         jsonschema.validate(json.loads(call.function.arguments), params)
+    # "required" with several tools: the model names one of them, then its arguments validate
+    schemas = {"get_weather": TOOLS[0]["function"]["parameters"], "forecast": params,
+               "get": {"type": "object", "properties": {"q": {"type": "boolean"}}, "required": ["q"]}}
+    tools3 = tools + [{"type": "function", "function": {"name": "get", "parameters": schemas["get"]}}]
+    seen = set()
+    for seed in range(6):
+        r = c.chat.completions.create(model="m", messages=msgs, tools=tools3, tool_choice="required",
+                                      max_tokens=120, temperature=1.0, seed=seed)
+        ch = r.choices[0]
+        assert ch.finish_reason == "tool_calls", ch.message
+        (call,) = ch.message.tool_calls
+        jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
+        seen.add(call.function.name)
+    assert seen <= set(schemas) and seen
     with pytest.raises(openai.BadRequestError, match="not in 'tools'"):
         c.chat.completions.create(model="m", messages=msgs, tools=tools,
                                   tool_choice={"type": "function", "function": {"name": "nope"}})

@@ -334,3 +334,41 @@ def test_mask_matches_byte_stepping_on_synthetic_vocab():
         want = np.array([c.is_allowed(i) for i in range(v.n_vocab)])
         assert (got == want).all(), (prefix, [pieces[i] for i in np.flatnonzero(got != want)])
         assert got.any(), prefix
+
+
+def test_tool_choice_required_names_one_function_then_its_arguments(tok, vocab):
+    """ToolChoiceConstraint (tool_choice "required" with several tools): random logits spell one
+    of the names -- also where one name is a prefix of another -- then arguments that validate
+    against that function's schema; the whole text parses as one call."""
+    import jsonschema
+
+    from unigemma.constrained import ToolChoiceConstraint
+
+    funcs = {"get": {"type": "object", "properties": {"q": {"type": "boolean"}}, "required": ["q"]},
+             "get_weather": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 8}},
+                             "required": ["city"]},
+             "Forecast": None}
+    n = vocab.n_vocab
+    seen = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        c = ToolChoiceConstraint(tok, funcs)
+        ids = []
+        for _ in range(200):
+            if c.done:
+                break
+            logits = rng.standard_normal(n).astype(np.float32) * 3.0
+            c.mask_logits(logits)
+            t = sample(logits, rng)
+            c.accept(t)
+            ids.append(t)
+        assert c.done, tok.decode(ids, True)
+        name, args = parse_tool_call("call:" + tok.decode(ids, True))
+        assert name == c.name and name in funcs
+        jsonschema.validate(args, funcs[name] or {"type": "object", "maxProperties": 0})
+        seen.add(name)
+    assert len(seen) >= 2  # the random walk reaches more than one function
+    with pytest.raises(ValueError):
+        ToolChoiceConstraint(tok, {})
+    with pytest.raises(ValueError, match="pattern"):
+        ToolChoiceConstraint(tok, {"f": {"type": "object", "properties": {"a": {"type": "string", "pattern": "x"}}}})

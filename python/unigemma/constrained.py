@@ -172,3 +172,85 @@ def tool_call_constraint(tokenizer, parameters: dict | None) -> JsonConstraint:
     if vocab.delimiter_id < 0:
         raise ValueError('[tool_schema] the tokenizer has no <|"|> token: not a Gemma 4 vocabulary')
     return JsonConstraint(vocab, parameters, max_whitespace=0, dialect="gemma4_tool")
+
+
+_piece_ids: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _piece_index(tokenizer) -> dict:
+    """bytes -> token id of every usable token of ``tokenizer`` (the vocabulary index's pieces;
+    the lowest id wins where pieces repeat). Built once per tokenizer."""
+    with _vocabs_lock:
+        idx = _piece_ids.get(tokenizer)
+    if idx is None:
+        vocab = token_vocab(tokenizer)
+        idx = {}
+        for i in range(vocab.n_vocab - 1, -1, -1):
+            p = vocab.piece(i)
+            if p and vocab.is_usable(i):
+                idx[p] = i
+        with _vocabs_lock:
+            _piece_ids[tokenizer] = idx
+    return idx
+
+
+class ToolChoiceConstraint:
+    """tool_choice "required" over several tools: after ``<|tool_call>call:`` the reply spells
+    one of the tools' names (tokens whose piece continues some name), then that function's
+    arguments under its parameter schema (``tool_call_constraint``). Where one name is a prefix
+    of another ("get", "get_weather"), the shorter one ends when the argument object opens.
+    Same interface as JsonConstraint: mask_logits, accept, done."""
+
+    def __init__(self, tokenizer, functions: dict) -> None:
+        if not functions or any(not isinstance(n, str) or not n for n in functions):
+            raise ValueError("[tool_schema] tool_choice needs at least one named function")
+        self._tok = tokenizer
+        self._functions = dict(functions)  # name -> parameters schema (or None)
+        for name, params in self._functions.items():
+            tool_call_constraint(tokenizer, params)  # validate every schema up front
+        self._idx = _piece_index(tokenizer)
+        self._open = self._idx.get(b"{")
+        self.name = ""
+        self._args: JsonConstraint | None = None
+
+    def _name_tokens(self) -> set:
+        ids = set()
+        for n in self._functions:
+            if not n.startswith(self.name):
+                continue
+            rest = n[len(self.name):].encode()
+            for k in range(1, len(rest) + 1):
+                i = self._idx.get(rest[:k])
+                if i is not None:
+                    ids.add(i)
+        if self.name in self._functions and self._open is not None:
+            ids.add(self._open)  # the name is complete: the arguments may open
+        return ids
+
+    def mask_logits(self, logits: np.ndarray) -> None:
+        if self._args is not None:
+            self._args.mask_logits(logits)
+            return
+        ids = np.fromiter(self._name_tokens(), dtype=np.int64)
+        keep = logits[ids].copy()
+        logits[:] = -np.inf
+        logits[ids] = keep
+
+    def accept(self, token_id: int) -> None:
+        if self._args is not None:
+            self._args.accept(token_id)
+            return
+        if token_id not in self._name_tokens():
+            raise ValueError(f"token {token_id} does not continue a tool name after {self.name!r}")
+        if token_id == self._open and self.name in self._functions:
+            self._args = tool_call_constraint(self._tok, self._functions[self.name])
+            self._args.accept(token_id)
+            return
+        self.name += self._tok.token_to_piece(int(token_id), special=False).decode("utf-8")
+        if self.name in self._functions and not any(n != self.name and n.startswith(self.name)
+                                                    for n in self._functions):
+            self._args = tool_call_constraint(self._tok, self._functions[self.name])
+
+    @property
+    def done(self) -> bool:
+        return self._args is not None and self._args.done

@@ -188,7 +188,8 @@ def _force_tool_call(st: ServerState, req: EngineRequest, tools, choice) -> None
     """tool_choice "required" / a named function: the reply is a call. Named (or the only tool):
     the reply starts with ``<|tool_call>call:NAME``, the arguments are constrained to the
     function's parameter schema in Gemma 4's tool syntax, then ``<tool_call|>`` closes it.
-    "required" with several tools: only the opening is forced; the model names the function."""
+    "required" with several tools: the model spells one of their names (constrained), then that
+    function's arguments."""
     from ..chat.stream import CALL_CLOSE, CALL_OPEN
 
     if isinstance(choice, dict):
@@ -200,17 +201,20 @@ def _force_tool_call(st: ServerState, req: EngineRequest, tools, choice) -> None
     m = st.model
     if req.constraint is not None:
         raise api.ApiError(400, "response_format cannot be combined with a forced tool_choice", "tool_choice")
-    if name is None:
-        req.prefix_tokens = m.tokenize(CALL_OPEN + "call:", add_bos=False)
-        return
-    from ..constrained import tool_call_constraint
+    from ..constrained import ToolChoiceConstraint, tool_call_constraint
 
-    fn = next(t["function"] for t in tools if t["function"].get("name") == name)
     try:
-        req.constraint = tool_call_constraint(m.tokenizer, fn.get("parameters") or {"type": "object"})
+        if name is None:  # the model picks the function: its name, then that function's arguments
+            funcs = {t["function"].get("name"): t["function"].get("parameters") for t in tools
+                     if isinstance(t.get("function"), dict)}
+            req.constraint = ToolChoiceConstraint(m.tokenizer, funcs)
+            req.prefix_tokens = m.tokenize(CALL_OPEN + "call:", add_bos=False)
+        else:
+            fn = next(t["function"] for t in tools if t["function"].get("name") == name)
+            req.constraint = tool_call_constraint(m.tokenizer, fn.get("parameters") or {"type": "object"})
+            req.prefix_tokens = m.tokenize(CALL_OPEN + f"call:{name}", add_bos=False)
     except ValueError as e:
-        raise api.ApiError(400, f"tools: parameters of {name!r}: {e}", "tools") from None
-    req.prefix_tokens = m.tokenize(CALL_OPEN + f"call:{name}", add_bos=False)
+        raise api.ApiError(400, f"tools: {e}", "tools") from None
     req.suffix_tokens = m.tokenize(CALL_CLOSE, add_bos=False)
 
 
