@@ -267,6 +267,25 @@ def test_disconnect_cancels_generation(g3srv):
     assert eng.snapshot()["slots_busy"] == 0 or time.time() - t0 < 20
 
 
+def test_disconnect_cancels_a_non_streaming_request(g3srv):
+    eng = g3srv.state.engine
+    before, done_before = eng.stats["cancelled"], eng.stats["finish_length"]
+    body = json.dumps({"messages": [{"role": "user", "content": "Write a long essay."}], "max_tokens": 450,
+                       "temperature": 0, "ignore_eos": True}).encode()
+    sock = socket.create_connection(("127.0.0.1", g3srv.port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    t0 = time.time()
+    while eng.snapshot()["slots_busy"] == 0:
+        assert time.time() - t0 < 20
+        time.sleep(0.02)
+    sock.close()  # gone before the answer
+    while eng.stats["cancelled"] == before:
+        assert time.time() - t0 < 20, "generation not cancelled after the client left"
+        time.sleep(0.05)
+    assert eng.stats["finish_length"] == done_before  # it did not run to max_tokens
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("body, status, needle", [
     (b"{not json", 400, "malformed JSON"),
