@@ -212,6 +212,7 @@ class ToolChoiceConstraint:
         self._open = self._idx.get(b"{")
         self.name = ""
         self._args: JsonConstraint | None = None
+        self._allowed = self._name_tokens()  # for the current name prefix
 
     def _name_tokens(self) -> set:
         ids = set()
@@ -231,7 +232,7 @@ class ToolChoiceConstraint:
         if self._args is not None:
             self._args.mask_logits(logits)
             return
-        ids = np.fromiter(self._name_tokens(), dtype=np.int64)
+        ids = np.fromiter(self._allowed, dtype=np.int64)
         keep = logits[ids].copy()
         logits[:] = -np.inf
         logits[ids] = keep
@@ -240,7 +241,7 @@ class ToolChoiceConstraint:
         if self._args is not None:
             self._args.accept(token_id)
             return
-        if token_id not in self._name_tokens():
+        if token_id not in self._allowed:
             raise ValueError(f"token {token_id} does not continue a tool name after {self.name!r}")
         if token_id == self._open and self.name in self._functions:
             self._args = tool_call_constraint(self._tok, self._functions[self.name])
@@ -250,6 +251,8 @@ class ToolChoiceConstraint:
         if self.name in self._functions and not any(n != self.name and n.startswith(self.name)
                                                     for n in self._functions):
             self._args = tool_call_constraint(self._tok, self._functions[self.name])
+        else:
+            self._allowed = self._name_tokens()
 
     @property
     def done(self) -> bool:

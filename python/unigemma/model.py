@@ -49,6 +49,30 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def history_ids(seq: Sequence, n: int) -> list[int]:
+    """The token ids of the last n cache keys of ``seq`` (penalty history; soft-token keys carry
+    their placeholder id first). n <= 0: none."""
+    if n <= 0:
+        return []
+    return [k if isinstance(k, int) else k[0] for k in seq[-n:]]
+
+
+def resume_point(ctx, cached: Sequence, keys: Sequence, kinds) -> int:
+    """How many leading prompt positions a context holding ``cached`` keeps for a prompt with
+    cache ``keys``: the longest common prefix, less at least one token (logits are needed), never
+    inside an image block (its tokens see each other); the context is truncated there, or reset
+    (returns 0) when a sliding-window ring cannot resume. The caller drops its keys past it."""
+    n = len(keys)
+    keep = min(_common_prefix(cached, keys), n - 1)
+    if kinds is not None:
+        while 0 < keep < n and kinds[keep] == 1 and kinds[keep - 1] == 1:
+            keep -= 1
+    if keep < ctx.n_past and not ctx.truncate(keep):
+        ctx.reset()
+        keep = 0
+    return keep
+
+
 class Model:
     """A loaded GGUF model with a tokenizer and one inference context.
 
@@ -264,13 +288,7 @@ class Model:
         if len(ids) > self.n_ctx:
             raise ContextOverflowError(f"prompt of {len(ids)} tokens exceeds the context of {self.n_ctx} tokens")
         ctx = self._ctx
-        keep = min(_common_prefix(self._cached, mp.keys), len(ids) - 1)
-        if mp.kinds is not None:  # never resume inside an image block (its tokens see each other)
-            while 0 < keep < len(ids) and mp.kinds[keep] == 1 and mp.kinds[keep - 1] == 1:
-                keep -= 1
-        if keep < ctx.n_past and not ctx.truncate(keep):
-            ctx.reset()
-            keep = 0
+        keep = resume_point(ctx, self._cached, mp.keys, mp.kinds)
         seq = self._cached = mp.keys[:keep]
         try:
             seq.extend(mp.keys[keep:])
@@ -347,24 +365,31 @@ class Model:
         ``{"type": "video", "video": path}`` (``"path"`` / ``"url"`` with a local path also work),
         in any user turn; each is embedded once and cached (by path+mtime or content hash).
         """
-        from .chat import (Gemma3StreamParser, Gemma4StreamParser, render_gemma3, render_gemma4,
-                           stop_token_ids)
-
-        fmt = self.chat_format
-        if fmt == "gemma4":
-            text = render_gemma4(messages, tools=tools, thinking=thinking, add_generation_prompt=True)
-            parser = Gemma4StreamParser()
-        else:
-            if tools:
-                raise ValueError("tools are not supported by the Gemma 3 chat format")
-            if thinking:
-                raise ValueError("thinking is not supported by the Gemma 3 chat format")
-            text = render_gemma3(messages, add_generation_prompt=True)
-            parser = Gemma3StreamParser()
+        text, parser = self._chat_text(messages, tools, thinking)
         mp = self._media_prompt(text, collect_media(messages), add_bos=True)
-        return self._chat_ids(mp, parser, stream, max_tokens, fmt, sampling, stop_token_ids)
+        return self._chat_ids(mp, parser, stream, max_tokens, sampling)
 
-    def _chat_ids(self, mp, parser, stream, max_tokens, fmt, sampling, stop_token_ids):
+    def _chat_text(self, messages: list[dict], tools, thinking: bool):
+        """(generation prompt text, a fresh stream parser) in the architecture's chat format."""
+        from .chat import Gemma3StreamParser, Gemma4StreamParser, render_gemma3, render_gemma4
+
+        if self.chat_format == "gemma4":
+            return (render_gemma4(messages, tools=tools, thinking=thinking, add_generation_prompt=True),
+                    Gemma4StreamParser())
+        if tools:
+            raise ValueError("tools are not supported by the Gemma 3 chat format")
+        if thinking:
+            raise ValueError("thinking is not supported by the Gemma 3 chat format")
+        return render_gemma3(messages, add_generation_prompt=True), Gemma3StreamParser()
+
+    def _chat_stop_ids(self) -> set[int]:
+        """End-of-turn ids of the chat format plus the tokenizer's end-of-generation ids."""
+        from .chat import stop_token_ids
+
+        lookup = lambda s: self.tokenizer.find_token(s)  # noqa: E731
+        return set(self.tokenizer.eog_ids) | set(stop_token_ids(self.chat_format, lookup, self.tokenizer.eos))
+
+    def _chat_ids(self, mp, parser, stream, max_tokens, sampling):
         sampling = dict(sampling)
         truncate = sampling.pop("truncate_prompt", False)
         draft_tokens = sampling.pop("draft_tokens", None)
@@ -372,8 +397,7 @@ class Model:
         stops = [stops] if isinstance(stops, str) else list(stops or [])
         stop_tokens = sampling.pop("stop_tokens", None)
         if stop_tokens is None:
-            lookup = lambda s: self.tokenizer.find_token(s)  # noqa: E731
-            stop_tokens = set(self.tokenizer.eog_ids) | set(stop_token_ids(fmt, lookup, self.tokenizer.eos))
+            stop_tokens = self._chat_stop_ids()
         penalized = (sampling.get("repetition_penalty", 1.0) != 1.0 or sampling.get("frequency_penalty", 0.0) != 0.0
                      or sampling.get("presence_penalty", 0.0) != 0.0)
         unknown = set(sampling) - set(_SAMPLING_KEYS)
@@ -547,9 +571,7 @@ class _Run:
 
     def history(self, seq) -> list[int]:
         """The last history_n token ids of ``seq`` (cache keys) for the penalties."""
-        if self.history_n <= 0:
-            return []
-        return [k if isinstance(k, int) else k[0] for k in seq[-self.history_n:]]
+        return history_ids(seq, self.history_n)
 
     def plain_tokens(self, logits, me: int) -> Iterator[int]:
         """Sample, then evaluate the token only when the consumer asks for the next one."""

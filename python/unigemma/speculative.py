@@ -40,6 +40,16 @@ def accept_probability(p: float, q: float) -> float:
     return min(1.0, p / q) if q > 0 else 0.0
 
 
+def adapt_draft_len(cur: int, n_acc: int, k: int) -> int:
+    """The "auto" draft length after a round of k drafts with n_acc accepted: +1 after a fully
+    accepted round, -1 after a round whose first draft was rejected, within [1, MAX_DRAFT]."""
+    if n_acc == k:
+        return min(cur + 1, MAX_DRAFT)
+    if n_acc == 0:
+        return max(cur - 1, 1)
+    return cur
+
+
 def draft(drafter, ctx, t: int, pos: int, h, k: int, sampler, greedy: bool, history) -> tuple[list, list]:
     """k drafter steps from (t, h) at position pos over ctx's cache. history(drafts) is the
     penalty history before the next draft. Returns (drafts, q rows: the sampler's distribution
@@ -173,10 +183,7 @@ class SpeculativeDecoder:
                 self.drafted += k
                 self.accepted += n_acc
                 if self.adaptive:
-                    if n_acc == k:
-                        self.k = min(self.k + 1, MAX_DRAFT)
-                    elif n_acc == 0:
-                        self.k = max(self.k - 1, 1)
+                    self.k = adapt_draft_len(self.k, n_acc, k)
                 # ---- roll back to t + accepted drafts
                 keep = pos + 1 + n_acc
                 if not ctx.truncate(keep):

@@ -80,7 +80,6 @@ private:
 
 thread_local Scratch t_act_scratch;
 
-
 std::string type_name(GGMLType t) {
     const auto tr = gguf::type_traits(static_cast<uint32_t>(t));
     return tr.name ? tr.name : "type id " + std::to_string(static_cast<uint32_t>(t));
@@ -165,8 +164,9 @@ void fix_q8_1_sums(const float* x, const uint8_t* a1, uint8_t* a2, int64_t n) {
 
 // GEMV over a few tokens (decode: 1; a continuous batch or a verify pass: up to
 // kStreamMaxTokens). Rows stream from memory once, in order: one token takes the row kernel,
-// more take kTileRows x kTileCols tiles. Row kernel and tile kernel share one reduction order
-// per (row, token) (LegacyK U=1), so every path gives the same bits.
+// more take 1 x kTileCols tiles (types without a row kernel: kTileRows x 1 tiles, one token).
+// Row kernel and tile kernel share one reduction order per (row, token) (LegacyK U=1), so every
+// path gives the same bits.
 void gemv(const Problem& p, int nt) {
     const int64_t groups = ceil_div(p.rows, kTileRows);
     const int64_t group_bytes = static_cast<int64_t>(p.w_stride) * kTileRows;

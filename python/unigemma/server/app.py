@@ -14,6 +14,7 @@ non-streaming: a watcher on the ASGI receive channel).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -25,7 +26,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..chat.stream import stop_token_ids
 from ..generate import openai_tool_calls
 from . import openai_api as api
 from .engine import Engine, EngineRequest, EngineStoppedError, QueueFullError
@@ -135,15 +135,12 @@ def _sampling_request(st: ServerState, body: dict, ids, keys, emb, kinds, chat: 
 
 
 def _constraint(st: ServerState, rf):
-    if not isinstance(rf, dict) or rf.get("type") == "text":
-        if isinstance(rf, dict):
-            return None
+    from ..constrained import JsonConstraint, schema_from_response_format, token_vocab
+
+    if not isinstance(rf, dict):
         raise api.ApiError(400, "'response_format' must be an object", "response_format")
-    try:
-        from ..constrained import JsonConstraint, schema_from_response_format, token_vocab
-    except ImportError:
-        raise api.ApiError(400, "response_format json_object / json_schema is not available in this build",
-                           "response_format") from None
+    if rf.get("type") == "text":
+        return None
     try:
         schema = schema_from_response_format(rf)
         return JsonConstraint(token_vocab(st.model.tokenizer), schema)
@@ -152,33 +149,21 @@ def _constraint(st: ServerState, rf):
 
 
 def build_chat(st: ServerState, body: dict) -> EngineRequest:
-    from ..chat import Gemma3StreamParser, Gemma4StreamParser, render_gemma3, render_gemma4
     from ..multimodal import collect_media
 
     m = st.model
     msgs = api.convert_messages(body.get("messages"), st.allow_files)
     tools, choice = api.parse_tools(body)
-    thinking = api.chat_thinking(body)
-    fmt = m.chat_format
-    if fmt == "gemma4":
-        text = render_gemma4(msgs, tools=tools, thinking=thinking, add_generation_prompt=True)
-        parser = Gemma4StreamParser()
-    else:
-        if tools:
-            raise api.ApiError(400, f"tools are not supported by this model's chat format ({fmt})", "tools")
-        text = render_gemma3(msgs, add_generation_prompt=True)
-        parser = Gemma3StreamParser()
+    if tools and m.chat_format != "gemma4":
+        raise api.ApiError(400, f"tools are not supported by this model's chat format ({m.chat_format})", "tools")
+    thinking = api.chat_thinking(body) and m.chat_format == "gemma4"  # Gemma 3 has no thinking: ignored
+    text, parser = m._chat_text(msgs, tools, thinking)
     media = collect_media(msgs)
-    if media:
-        with st.media_lock:
-            mp = m._media_prompt(text, media, add_bos=True)
-    else:
-        mp = m._media_prompt(text, [], add_bos=True)
-    lookup = lambda s: m.tokenizer.find_token(s)  # noqa: E731
+    with st.media_lock if media else contextlib.nullcontext():  # one projector, one user at a time
+        mp = m._media_prompt(text, media, add_bos=True)
     emb, kinds = mp.slice_inputs(0, m.hparams["n_embd"])
-    req = _sampling_request(st, body, mp.ids, mp.keys, emb, kinds,
-                            chat=True, special=True, extra_stop_ids=stop_token_ids(fmt, lookup, m.tokenizer.eos),
-                            parser=parser)
+    req = _sampling_request(st, body, mp.ids, mp.keys, emb, kinds, chat=True, special=True,
+                            extra_stop_ids=m._chat_stop_ids(), parser=parser)
     if isinstance(choice, dict) or choice == "required":
         _force_tool_call(st, req, tools, choice)
     return req

@@ -37,8 +37,8 @@ import numpy as np
 
 from .. import _core
 from ..generate import TextAssembler
-from ..model import _common_prefix
-from ..speculative import MAX_DRAFT
+from ..model import _common_prefix, history_ids, resume_point
+from ..speculative import MAX_DRAFT, adapt_draft_len, draft, verify
 
 
 class QueueFullError(Exception):
@@ -221,13 +221,7 @@ class Engine:
 
     def _start(self, slot: _Slot, req: EngineRequest) -> None:
         ids = req.ids
-        keep = min(_common_prefix(slot.cached, req.keys), len(ids) - 1)
-        if req.kinds is not None:  # never resume inside an image block (its tokens see each other)
-            while 0 < keep < len(ids) and req.kinds[keep] == 1 and req.kinds[keep - 1] == 1:
-                keep -= 1
-        if keep < slot.ctx.n_past and not slot.ctx.truncate(keep):
-            slot.ctx.reset()
-            keep = 0
+        keep = resume_point(slot.ctx, slot.cached, req.keys, req.kinds)
         del slot.cached[keep:]
         req.reused = keep
         slot.req, slot.state, slot.pos, slot.pending = req, "prefill", keep, None
@@ -322,7 +316,7 @@ class Engine:
                 return
             row = np.array(row, dtype=np.float32, copy=True)
             req.constraint.mask_logits(row)
-        t = int(req.sampler.sample(row, self._history(s)))
+        t = int(req.sampler.sample(row, history_ids(s.cached, req.history_n)))
         if req.constraint is not None:
             req.constraint.accept(t)
         if info is not None:
@@ -364,21 +358,19 @@ class Engine:
         the agreeing prefix (greedy: equal to the target's choice; sampling: the min(1, p/q)
         test of speculative.py), roll the cache back, hand out the kept tokens. The pending
         token was already handed out when it was sampled."""
-        from ..speculative import MAX_DRAFT as _MAX, draft, verify
-
         req, ctx, sampler = s.req, s.ctx, s.req.sampler
         drafter = self.model.drafter
         t = s.pending
         pos = ctx.n_past
         h = ctx.last_hidden[-1].copy()
-        k = max(1, min(s.draft_k, req.max_tokens - len(req.tokens), _MAX))
-        greedy = not getattr(req, "temperature", 0.0) > 0.0
+        k = max(1, min(s.draft_k, req.max_tokens - len(req.tokens), MAX_DRAFT))
+        greedy = not req.temperature > 0.0
         base = s.cached + [t]
-        drafts, qs = draft(drafter, ctx, t, pos, h, k, sampler, greedy, lambda ds: self._hist_of(req, base + ds))
+        drafts, qs = draft(drafter, ctx, t, pos, h, k, sampler, greedy, lambda ds: history_ids(base + ds, req.history_n))
         rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
         s.cached.extend([t] + drafts)
-        n_acc, nxt = verify(sampler, rows, drafts, qs, greedy, lambda i: self._hist_of(req, base + drafts[:i]))
-        s.draft_k = min(s.draft_k + 1, _MAX) if n_acc == k else (max(s.draft_k - 1, 1) if n_acc == 0 else s.draft_k)
+        n_acc, nxt = verify(sampler, rows, drafts, qs, greedy, lambda i: history_ids(base + drafts[:i], req.history_n))
+        s.draft_k = adapt_draft_len(s.draft_k, n_acc, k)
         keep = pos + 1 + n_acc
         if not ctx.truncate(keep):
             raise RuntimeError("[speculative] the KV cache could not roll back the rejected drafts")
@@ -394,19 +386,6 @@ class Engine:
                 return
             s.pending = None  # d is in the cache already
         self._take(s, nxt)
-
-    @staticmethod
-    def _hist_of(req: EngineRequest, seq: list) -> list[int]:
-        if req.history_n <= 0:
-            return []
-        return [k if isinstance(k, int) else k[0] for k in seq[-req.history_n:]]
-
-    def _history(self, s: _Slot) -> list[int]:
-        n = s.req.history_n
-        if n <= 0:
-            return []
-        seq = s.cached[-n:]
-        return [k if isinstance(k, int) else k[0] for k in seq]
 
     def _text(self, req: EngineRequest, text: str) -> None:
         if not text:
