@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "model/assistant_model.h"
 #include "model/text_model.h"
 

@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/kernels.h"
 #include "quant/quant.h"
-#include "runtime/attention.h"
-#include "runtime/kv_cache.h"
+#include "ops/cpu/attention.h"
+#include "ops/kv_cache.h"
 
 namespace py = pybind11;
 using namespace unigemma;
@@ -49,9 +49,9 @@ FArr copy_of(const FArr& a) {
     return c;
 }
 
-// One KV layer (runtime::KVLayer) plus a lock: calls from several Python threads serialize.
+// One KV layer (ops::KVLayer) plus a lock: calls from several Python threads serialize.
 struct PyKV {
-    std::unique_ptr<runtime::KVLayer> kv;
+    std::unique_ptr<ops::KVLayer> kv;
     int64_t window = 0;
     std::mutex mu;
 };
@@ -68,10 +68,10 @@ void init_attention(py::module_& m) {
                  if (n_ctx <= 0 || n_ubatch <= 0) fail("n_ctx and n_ubatch must be positive");
                  if (sliding && window <= 0) fail("a sliding layer needs window > 0");
                  auto p = std::make_unique<PyKV>();
-                 runtime::KVLayerSpec s{sliding, n_kv_head, head_dim};
-                 p->kv = std::make_unique<runtime::KVLayer>(
-                     s, window, n_ctx, n_ubatch, runtime::kv_type_from_name(k_type, "K cache"),
-                     runtime::kv_type_from_name(v_type, "V cache"));
+                 ops::KVLayerSpec s{sliding, n_kv_head, head_dim};
+                 p->kv = std::make_unique<ops::KVLayer>(
+                     s, window, n_ctx, n_ubatch, ops::kv_type_from_name(k_type, "K cache"),
+                     ops::kv_type_from_name(v_type, "V cache"));
                  p->window = sliding ? window : 0;
                  return p;
              }),
@@ -116,7 +116,7 @@ void init_attention(py::module_& m) {
                 }
                 const auto& K = table(isa);
                 FArr out({n, static_cast<int64_t>(n_head), static_cast<int64_t>(hd)});
-                runtime::AttentionBatch b;
+                cpu::AttentionBatch b;
                 b.q = q.data();
                 b.out = out.mutable_data();
                 b.n_tokens = n;
@@ -128,7 +128,7 @@ void init_attention(py::module_& m) {
                 {
                     py::gil_scoped_release nogil;
                     std::lock_guard<std::mutex> lock(p.mu);
-                    if (n > 0) runtime::attention(K, *p.kv, b, n_threads);
+                    if (n > 0) cpu::attention(K, *p.kv, b, n_threads);
                 }
                 return out;
             },
@@ -148,7 +148,7 @@ void init_attention(py::module_& m) {
                 {
                     py::gil_scoped_release nogil;
                     std::lock_guard<std::mutex> lock(p.mu);
-                    runtime::attention_range(K, *p.kv, q.data(), out.mutable_data(), n_head, scale, lo, hi, n_threads);
+                    cpu::attention_range(K, *p.kv, q.data(), out.mutable_data(), n_head, scale, lo, hi, n_threads);
                 }
                 return out;
             },
@@ -159,10 +159,10 @@ void init_attention(py::module_& m) {
     a.def(
         "row_f32",
         [](const std::string& isa, const std::string& type, const BArr& raw, int64_t n) {
-            const auto t = runtime::kv_type_from_name(type, "row");
+            const auto t = ops::kv_type_from_name(type, "row");
             auto fn = table(isa).kv_row_f32[static_cast<int>(t)];
             if (n <= 0) fail("row_f32: n must be positive");
-            runtime::check_kv_type(t, static_cast<int>(n), "row");
+            ops::check_kv_type(t, static_cast<int>(n), "row");
             if (raw.ndim() != 1 || static_cast<size_t>(raw.size()) != quant::row_bytes(t, n))
                 fail("row_f32: raw must be 1-D with " + std::to_string(quant::row_bytes(t, n)) + " bytes");
             FArr out(n);
@@ -227,5 +227,5 @@ void init_attention(py::module_& m) {
         },
         py::arg("isa"), py::arg("a"), py::arg("b"), py::arg("p"), py::arg("v"), py::arg("o"),
         "o[r] + sum_{j in [a[r], b[r]]} p[r, j] v[j] (o is not modified).");
-    a.def("key_block", &runtime::key_block, py::arg("head_dim"));
+    a.def("key_block", &cpu::key_block, py::arg("head_dim"));
 }

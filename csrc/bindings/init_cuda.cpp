@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "gguf/ggml_types.h"
 #include "ops/cuda/block_math.cuh"
 #include "ops/cuda/sampler_math.cuh"
 #include "model/text_model.h"
-#include "runtime/kv_cache.h"
-#include "runtime/offload_plan.h"
+#include "ops/kv_cache.h"
+#include "model/offload_plan.h"
 
 namespace py = pybind11;
 using namespace unigemma;
@@ -40,7 +40,7 @@ int64_t check_cols(int t, int64_t cols, const char* op) {
 
 }  // namespace
 
-static py::dict plan_dict(const runtime::OffloadPlan& p) {
+static py::dict plan_dict(const model::OffloadPlan& p) {
     py::dict d;
     py::list on;
     for (bool b : p.on_gpu) on.append(b);
@@ -54,7 +54,7 @@ static py::dict plan_dict(const runtime::OffloadPlan& p) {
     return d;
 }
 
-static py::dict input_dict(const runtime::OffloadInput& in) {
+static py::dict input_dict(const model::OffloadInput& in) {
     py::dict d;
     d["layer_weight_bytes"] = in.layer_weight_bytes;
     d["layer_kv_bytes"] = in.layer_kv_bytes;
@@ -71,7 +71,7 @@ void init_cuda(py::module_& m) {
         [](std::vector<size_t> layer_weight_bytes, std::vector<size_t> layer_kv_bytes, std::vector<int> kv_source,
            size_t head_bytes, size_t embd_bytes, bool head_tied, size_t compute_reserve, size_t device_free,
            int n_gpu_layers) {
-            runtime::OffloadInput in;
+            model::OffloadInput in;
             in.layer_weight_bytes = std::move(layer_weight_bytes);
             in.layer_kv_bytes = std::move(layer_kv_bytes);
             in.kv_source = std::move(kv_source);
@@ -81,12 +81,12 @@ void init_cuda(py::module_& m) {
             in.compute_reserve = compute_reserve;
             in.device_free = device_free;
             in.n_gpu_layers = n_gpu_layers;
-            return plan_dict(runtime::plan_offload(in));
+            return plan_dict(model::plan_offload(in));
         },
         py::arg("layer_weight_bytes"), py::arg("layer_kv_bytes"), py::arg("kv_source"), py::arg("head_bytes"),
         py::arg("embd_bytes"), py::arg("head_tied"), py::arg("compute_reserve"), py::arg("device_free"),
         py::arg("n_gpu_layers"),
-        "Partial-offload plan (runtime/offload_plan.h): n_gpu_layers -1 = all + head, -2 = auto, N = the last N "
+        "Partial-offload plan (model/offload_plan.h): n_gpu_layers -1 = all + head, -2 = auto, N = the last N "
         "layers. Returns on_gpu, n_gpu, n_requested, head_on_gpu, gpu_bytes, cpu_bytes, max_fit.");
     m.def(
         "offload_sizes",
@@ -95,9 +95,9 @@ void init_cuda(py::module_& m) {
             if (n_ctx <= 0 || n_ubatch <= 0) throw InputError("[offload] n_ctx and n_ubatch must be positive");
             p.n_ctx = n_ctx;
             p.n_ubatch = std::min(n_ubatch, n_ctx);
-            p.k_type = runtime::kv_type_from_name(k, "K cache");
-            p.v_type = runtime::kv_type_from_name(v, "V cache");
-            return input_dict(runtime::offload_input(t, p));
+            p.k_type = ops::kv_type_from_name(k, "K cache");
+            p.v_type = ops::kv_type_from_name(v, "V cache");
+            return input_dict(model::offload_input(t, p));
         },
         py::arg("model"), py::arg("n_ctx"), py::arg("n_ubatch") = 512, py::arg("k_type") = "f16",
         py::arg("v_type") = "f16", "Per-layer weight and KV bytes of a TextModel at n_ctx: the inputs of plan_offload.");

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 
 namespace py = pybind11;
 

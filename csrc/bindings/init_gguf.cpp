@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "gguf/gguf_file.h"
 #include "model/gguf_schema.h"
 #include "quant/quant.h"

@@ -1,4 +1,4 @@
-// Python bindings for JSON-constrained decoding (runtime/json_grammar.h): TokenVocab (the
+// Python bindings for JSON-constrained decoding (grammar/json_grammar.h): TokenVocab (the
 // per-tokenizer trie, built once and shared) and JsonMatcher (per request). The mask and
 // accept calls release the GIL; calls on one matcher from several threads are serialized.
 #include <pybind11/numpy.h>
@@ -9,9 +9,9 @@
 #include <optional>
 #include <string>
 
-#include "common/error.h"
-#include "runtime/json_grammar.h"
-#include "runtime/json_schema.h"
+#include "base/error.h"
+#include "grammar/json_grammar.h"
+#include "grammar/json_schema.h"
 #include "tokenizer/tokenizer.h"
 
 namespace py = pybind11;
@@ -85,7 +85,7 @@ void init_grammar(py::module_& m) {
              py::arg("vocab"), py::arg("schema_json") = py::none(), py::arg("max_whitespace") = 16,
              py::arg("dialect") = "json",
              "dialect 'gemma4_tool': the schema describes the argument object of a Gemma 4 tool call "
-             "(csrc/runtime/tool_dialect.h); max_whitespace is then 0")
+             "(csrc/grammar/tool_dialect.h); max_whitespace is then 0")
         .def("mask_logits", [](PyMatcher& pm, py::array logits) {
                  if (logits.ndim() != 1 || !logits.dtype().is(py::dtype::of<float>()) ||
                      !(logits.flags() & py::array::c_style) || !logits.writeable())

@@ -14,12 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/kernels.h"
+#include "bench/bench_probes.h"
 #include "ops/cpu/matmul.h"
 #include "ops/cpu/panels.h"
 #include "quant/quant.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace py = pybind11;
 using namespace unigemma;
@@ -142,16 +143,16 @@ void init_matmul(py::module_& m) {
         "Whether the kernel path has a panel kernel for the weight type (the model repacks such weights).");
 
     m.def(
-        "set_threads", [](int n) { runtime::set_threads(n); }, py::arg("n"),
+        "set_threads", [](int n) { base::set_threads(n); }, py::arg("n"),
         "Default thread count of the kernel thread pool (0 = all hardware threads).");
-    m.def("get_threads", &runtime::get_threads, "Default thread count of the kernel thread pool.");
+    m.def("get_threads", &base::get_threads, "Default thread count of the kernel thread pool.");
 
     m.def(
         "bench_read_bandwidth",
         [](int64_t bytes, int n_threads, int reps) {
             if (bytes <= 0) throw InputError("[bench] bytes must be positive");
             py::gil_scoped_release nogil;
-            return cpu::bench_read_bandwidth(static_cast<size_t>(bytes), n_threads, reps);
+            return bench::bench_read_bandwidth(static_cast<size_t>(bytes), n_threads, reps);
         },
         py::arg("bytes"), py::arg("n_threads") = 0, py::arg("reps") = 5,
         "STREAM-style read bandwidth in GB/s (1e9 B/s) over a `bytes` buffer, best of `reps`.");
@@ -160,7 +161,7 @@ void init_matmul(py::module_& m) {
         [](int n_threads, const std::optional<std::string>& isa, int reps) {
             const std::string which = isa ? *isa : std::string();
             py::gil_scoped_release nogil;
-            return cpu::bench_peak_gflops(n_threads, which, reps);
+            return bench::bench_peak_gflops(n_threads, which, reps);
         },
         py::arg("n_threads") = 0, py::arg("isa") = py::none(), py::arg("reps") = 5,
         "Peak float32 FMA rate in GFLOP/s (independent FMA chains in registers), best of `reps`.");
@@ -238,10 +239,10 @@ void init_matmul(py::module_& m) {
         [](int64_t n_tasks, int n_threads, int64_t fail_task, const std::string& kind, int sleep_us) {
             if (n_tasks < 0 || n_tasks > (int64_t(1) << 24)) throw InputError("[threads] bad n_tasks");
             std::vector<std::atomic<int>> counts(static_cast<size_t>(n_tasks));
-            std::vector<std::atomic<int>> seen(runtime::kMaxThreads);
+            std::vector<std::atomic<int>> seen(base::kMaxThreads);
             {
                 py::gil_scoped_release nogil;
-                runtime::parallel_for(
+                base::parallel_for(
                     n_tasks,
                     [&](int64_t t, int thread) {
                         counts[static_cast<size_t>(t)].fetch_add(1);

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "model/mm_projector.h"
 
 namespace py = pybind11;

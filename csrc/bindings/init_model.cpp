@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "gguf/gguf_file.h"
 #include "model/text_model.h"
-#include "runtime/kv_cache.h"
+#include "ops/kv_cache.h"
 
 namespace py = pybind11;
 using namespace unigemma;
@@ -40,8 +40,8 @@ model::ContextParams make_params(int64_t n_ctx, int64_t n_ubatch, int n_threads,
     p.n_ctx = n_ctx;
     p.n_ubatch = n_ubatch;
     p.n_threads = n_threads;
-    p.k_type = runtime::kv_type_from_name(k, "K cache");
-    p.v_type = runtime::kv_type_from_name(v, "V cache");
+    p.k_type = ops::kv_type_from_name(k, "K cache");
+    p.v_type = ops::kv_type_from_name(v, "V cache");
     return p;
 }
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "preprocess/resize_bicubic_aa.h"
 
 namespace py = pybind11;

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "quant/quant.h"
 
 namespace py = pybind11;

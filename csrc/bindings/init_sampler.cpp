@@ -1,4 +1,4 @@
-// Python bindings for the token sampler (csrc/runtime/sampler.h).
+// Python bindings for the token sampler (csrc/sampling/sampler.h).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
-#include "runtime/sampler.h"
+#include "base/error.h"
+#include "sampling/sampler.h"
 
 namespace py = pybind11;
 using namespace unigemma;
@@ -32,9 +32,9 @@ int32_t to_id(int64_t v, const char* field) {
 // The sampler keeps scratch buffers and generator state: the GIL is released while it runs,
 // so calls on one object from several Python threads are serialized here.
 struct PySampler {
-    runtime::Sampler s;
+    sampling::Sampler s;
     std::mutex mu;
-    PySampler(runtime::SamplerParams p, int32_t n) : s(std::move(p), n) {}
+    PySampler(sampling::SamplerParams p, int32_t n) : s(std::move(p), n) {}
 };
 
 std::vector<int32_t> to_history(const std::vector<int64_t>& h) {
@@ -55,7 +55,7 @@ const float* logits_ptr(const PySampler& ps, const FloatArray& logits) {
 
 // A sampler operation from one row of logits (+ history) to a float32 [n_vocab] row, run with
 // the GIL released and the sampler locked.
-using RowOp = void (runtime::Sampler::*)(const float*, const std::vector<int32_t>&, float*);
+using RowOp = void (sampling::Sampler::*)(const float*, const std::vector<int32_t>&, float*);
 FloatArray row_op(PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history, RowOp fn) {
     const float* lp = logits_ptr(ps, logits);
     const auto h = to_history(history);
@@ -80,7 +80,7 @@ void init_sampler(py::module_& m) {
                          float repetition_penalty, float frequency_penalty, float presence_penalty,
                          int32_t penalty_last_n, uint64_t seed, std::optional<py::dict> logit_bias,
                          std::optional<std::vector<int64_t>> suppress) {
-                 runtime::SamplerParams p;
+                 sampling::SamplerParams p;
                  p.temperature = temperature;
                  p.top_k = top_k;
                  p.top_p = top_p;
@@ -116,14 +116,14 @@ void init_sampler(py::module_& m) {
         .def(
             "process_logits",
             [](PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history) {
-                return row_op(ps, logits, history, &runtime::Sampler::process_logits);
+                return row_op(ps, logits, history, &sampling::Sampler::process_logits);
             },
             py::arg("logits"), py::arg("history") = std::vector<int64_t>{},
             "The logits after logit_bias, suppress and the penalties (the first stage of sample()).")
         .def(
             "probs",
             [](PySampler& ps, const FloatArray& logits, const std::vector<int64_t>& history) {
-                return row_op(ps, logits, history, &runtime::Sampler::probs);
+                return row_op(ps, logits, history, &sampling::Sampler::probs);
             },
             py::arg("logits"), py::arg("history") = std::vector<int64_t>{},
             "float32 [n_vocab]: the distribution sample() draws from (greedy: one-hot).")

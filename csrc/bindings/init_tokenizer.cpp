@@ -7,7 +7,7 @@
 
 #include <optional>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "gguf/gguf_file.h"
 #include "tokenizer/tokenizer.h"
 

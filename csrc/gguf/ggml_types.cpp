@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "common/error.h"
+#include "base/error.h"
 
 namespace unigemma::gguf {
 

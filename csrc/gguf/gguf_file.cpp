@@ -11,7 +11,7 @@
 #include <regex>
 #include <set>
 
-#include "common/error.h"
+#include "base/error.h"
 
 namespace unigemma::gguf {
 

@@ -6,13 +6,13 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "model/gguf_schema.h"
 #include "model/weight_binding.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"
 #include "quant/quant.h"
-#include "runtime/attention.h"
+#include "ops/cpu/attention.h"
 
 namespace unigemma::model {
 
@@ -303,7 +303,7 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
     // Key ranges per layer, every position checked before any compute.
     const int64_t lo_swa = std::max<int64_t>(0, pos - ah.window - 1), hi = pos - 1;
     for (int il = 0; il < ah.n_layer; ++il) {
-        const runtime::KVLayer& kv = ctx.kv_layer(src_[static_cast<size_t>(il)]);
+        const ops::KVLayer& kv = ctx.kv_layer(src_[static_cast<size_t>(il)]);
         const int64_t lo = ah.layers[static_cast<size_t>(il)].sliding ? lo_swa : 0;
         for (int64_t p = lo; p <= hi; ++p)
             if (!kv.holds(p))
@@ -337,8 +337,8 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
             K.rms_norm(qh, qh, w.q_norm, hd, eps);
             K.rope_neox(qh, hd, static_cast<float>(pos), s.inv_freq);
         }
-        const runtime::KVLayer& kv = ctx.kv_layer(src_[static_cast<size_t>(il)]);
-        runtime::attention_range(K, kv, q_.data(), att_.data(), s.n_head, 1.0f, s.sliding ? lo_swa : 0, hi, nt);
+        const ops::KVLayer& kv = ctx.kv_layer(src_[static_cast<size_t>(il)]);
+        cpu::attention_range(K, kv, q_.data(), att_.data(), s.n_head, 1.0f, s.sliding ? lo_swa : 0, hi, nt);
         mm(w.o, att_.data(), o_.data(), nt, lv);
         K.rms_norm(o_.data(), o_.data(), w.post_attn_norm, H, eps);
         K.add(x_.data(), x_.data(), o_.data(), H);

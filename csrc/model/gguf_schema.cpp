@@ -3,7 +3,7 @@
 #include <cstring>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 
 namespace unigemma::model {
 

@@ -5,11 +5,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"
 #include "quant/quant.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace unigemma::model {
 
@@ -163,8 +163,8 @@ MMProjector::MMProjector(const std::string& path, int n_threads)
 
 MMProjector::MMProjector(std::shared_ptr<const GGUFFile> file, int n_threads)
     : file_(std::move(file)), n_threads_(n_threads) {
-    if (n_threads < 0 || n_threads > runtime::kMaxThreads)
-        throw InputError("[mmproj] n_threads must be in [0, " + std::to_string(runtime::kMaxThreads) + "], got " +
+    if (n_threads < 0 || n_threads > base::kMaxThreads)
+        throw InputError("[mmproj] n_threads must be in [0, " + std::to_string(base::kMaxThreads) + "], got " +
                          std::to_string(n_threads));
     load();
 }
@@ -305,7 +305,7 @@ int64_t MMProjector::embed_image(const float* patches, const int32_t* pos_xy, in
         const int64_t nc = std::min(chunk, n_valid - r0);
         // LN1 over the raw patch, written in CHW order. Pixel values sit in [0, 1] with a
         // mean far from 0: the two-pass mean / variance in double keeps the variance exact.
-        runtime::parallel_for(
+        base::parallel_for(
             nc,
             [&](int64_t t, int) {
                 const int64_t src_row = rows[static_cast<size_t>(r0 + t)];
@@ -329,7 +329,7 @@ int64_t MMProjector::embed_image(const float* patches, const int32_t* pos_xy, in
             },
             nt);
         mm(patch_w_, x.data(), nc, h.data(), nt);  // [nc, n_in] -> [nc, D]
-        runtime::parallel_for(
+        base::parallel_for(
             nc,
             [&](int64_t t, int) {
                 const int64_t src_row = rows[static_cast<size_t>(r0 + t)];
@@ -363,7 +363,7 @@ void MMProjector::embed_audio(const float* frames, int64_t n, float* out) const 
     std::vector<float> x(static_cast<size_t>(chunk * F));
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t nc = std::min(chunk, n - r0);
-        runtime::parallel_for(
+        base::parallel_for(
             nc,
             [&](int64_t t, int) {
                 const float* src = frames + (r0 + t) * F;

@@ -8,13 +8,13 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "model/text_model.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"
 #include "ops/cpu/panels.h"
 #include "quant/quant.h"
-#include "runtime/attention.h"
+#include "ops/cpu/attention.h"
 
 namespace unigemma::model {
 
@@ -45,8 +45,8 @@ Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m
     for (int i = 0; i < hp.n_layer; ++i) {
         const LayerSpec& s = hp.layers[static_cast<size_t>(i)];
         if (s.kv_source != i) continue;
-        kv_[static_cast<size_t>(i)] = std::make_unique<runtime::KVLayer>(
-            runtime::KVLayerSpec{s.sliding, s.n_kv_head, s.head_dim}, hp.window, p_.n_ctx, p_.n_ubatch, p_.k_type,
+        kv_[static_cast<size_t>(i)] = std::make_unique<ops::KVLayer>(
+            ops::KVLayerSpec{s.sliding, s.n_kv_head, s.head_dim}, hp.window, p_.n_ctx, p_.n_ubatch, p_.k_type,
             p_.v_type);
     }
 }
@@ -58,7 +58,7 @@ size_t Context::kv_bytes_allocated() const {
     return t;
 }
 
-const runtime::KVLayer& Context::kv_layer(int il) const {
+const ops::KVLayer& Context::kv_layer(int il) const {
     const auto& hp = m_->hparams();
     if (il < 0 || il >= hp.n_layer) throw InputError("[context] layer index " + std::to_string(il) + " out of range");
     return *kv_[static_cast<size_t>(hp.layers[static_cast<size_t>(il)].kv_source)];
@@ -256,7 +256,7 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
             else
                 std::copy(kb.begin(), kb.end(), vb.begin());  // k_eq_v: V is the raw K projection
             for (size_t si = 0; si < n_seg; ++si) {
-                runtime::KVLayer& kv = *segs[si].ctx->kv_[static_cast<size_t>(il)];
+                ops::KVLayer& kv = *segs[si].ctx->kv_[static_cast<size_t>(il)];
                 for (int64_t t = segs[si].row0; t < segs[si].row0 + segs[si].n; ++t)
                     for (int h = 0; h < s.n_kv_head; ++h) {
                         float* kh = kb.data() + t * kw + int64_t(h) * hd;
@@ -271,7 +271,7 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
         att.resize(q.size());
         for (size_t si = 0; si < n_seg; ++si) {
             const Segment& sg = segs[si];
-            runtime::AttentionBatch ab;
+            cpu::AttentionBatch ab;
             ab.q = q.data() + sg.row0 * qw;
             ab.out = att.data() + sg.row0 * qw;
             ab.n_tokens = sg.n;
@@ -280,7 +280,7 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
             ab.scale = hp.attn_scale;
             ab.window = s.sliding ? hp.window : 0;
             ab.key_end = s.sliding && !key_end[si].empty() ? key_end[si].data() : nullptr;
-            runtime::attention(K, *sg.ctx->kv_[static_cast<size_t>(s.kv_source)], ab, nt);
+            cpu::attention(K, *sg.ctx->kv_[static_cast<size_t>(s.kv_source)], ab, nt);
         }
         mm(K, w.o, att.data(), n, o.data(), nt, levels);
         for (int64_t t = 0; t < n; ++t) {

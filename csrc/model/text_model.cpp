@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "model/gguf_schema.h"
 #include "model/weight_binding.h"
 #include "quant/quant.h"
@@ -188,7 +188,7 @@ size_t kv_cache_bytes(const TextModel& m, const ContextParams& p) {
     size_t total = 0;
     for (const auto& s : m.hparams().layers) {
         if (s.kv_source != &s - m.hparams().layers.data()) continue;
-        total += runtime::KVLayer::bytes_at({s.sliding, s.n_kv_head, s.head_dim}, m.hparams().window, p.n_ctx,
+        total += ops::KVLayer::bytes_at({s.sliding, s.n_kv_head, s.head_dim}, m.hparams().window, p.n_ctx,
                                             p.n_ubatch, p.k_type, p.v_type);
     }
     return total;

@@ -31,7 +31,7 @@
 
 #include "gguf/gguf_file.h"
 #include "model/weight_panels.h"
-#include "runtime/kv_cache.h"
+#include "ops/kv_cache.h"
 
 namespace unigemma::model {
 
@@ -160,7 +160,7 @@ public:
     // asked for no logits.
     const std::vector<float>& last_hidden() const { return last_hidden_; }
     // The KV cache layer that layer `il` attends to (its own, or its KV-sharing source).
-    const runtime::KVLayer& kv_layer(int il) const;
+    const ops::KVLayer& kv_layer(int il) const;
     // Drops positions >= n. Returns false (and changes nothing) when a sliding-window ring no
     // longer holds the window that position n - 1 needs; the caller then re-evaluates from 0.
     bool truncate(int64_t n);
@@ -193,7 +193,7 @@ private:
                      const std::function<void()>& check_interrupt, const EvalInput& in);
     std::shared_ptr<const TextModel> m_;
     ContextParams p_;
-    std::vector<std::unique_ptr<runtime::KVLayer>> kv_;  // per layer; nullptr for KV-shared layers
+    std::vector<std::unique_ptr<ops::KVLayer>> kv_;  // per layer; nullptr for KV-shared layers
     int64_t n_past_ = 0;
     std::vector<float> last_hidden_;
 };

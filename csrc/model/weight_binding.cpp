@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/kernels.h"
 #include "quant/quant.h"
 

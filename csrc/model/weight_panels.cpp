@@ -5,11 +5,11 @@
 #include <memory>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "model/text_model.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/panels.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -104,7 +104,7 @@ std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, i
         if (!qualifies(w, &pt)) {  // a big matrix kept in GGUF rows: copied
             const size_t n = matrix_bytes(w);
             constexpr size_t kChunk = size_t(4) << 20;
-            runtime::parallel_for(
+            base::parallel_for(
                 static_cast<int64_t>((n + kChunk - 1) / kChunk),
                 [&](int64_t t, int) {
                     const size_t a = static_cast<size_t>(t) * kChunk;
@@ -117,7 +117,7 @@ std::unique_ptr<PanelStore> PanelStore::repack(const std::vector<Weight*>& ws, i
         }
         const int64_t n_panels = (w->rows + cpu::kPanelRows - 1) / cpu::kPanelRows;
         constexpr int64_t kPanelsPerTask = 16;
-        runtime::parallel_for(
+        base::parallel_for(
             (n_panels + kPanelsPerTask - 1) / kPanelsPerTask,
             [&](int64_t t, int) {
                 const int64_t p0 = t * kPanelsPerTask;

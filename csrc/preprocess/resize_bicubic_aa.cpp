@@ -7,8 +7,8 @@
 #include <cmath>
 #include <string>
 
-#include "common/error.h"
-#include "runtime/thread_pool.h"
+#include "base/error.h"
+#include "base/thread_pool.h"
 
 namespace unigemma::preprocess {
 
@@ -42,7 +42,7 @@ void horizontal_pass(const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t i
     const int64_t block = rows_per_task(out_w * channels);
     const int64_t n_tasks = (n_rows + block - 1) / block;
     const int32_t half = int32_t(1) << (t.precision - 1);
-    runtime::parallel_for(
+    base::parallel_for(
         n_tasks,
         [&](int64_t task, int) {
             const int64_t r0 = task * block, r1 = std::min(n_rows, r0 + block);
@@ -71,7 +71,7 @@ void vertical_pass(const uint8_t* src, uint8_t* dst, int64_t row_len, const Axis
     const int64_t block = rows_per_task(row_len);
     const int64_t n_tasks = (out_h + block - 1) / block;
     const int32_t half = int32_t(1) << (t.precision - 1);
-    runtime::parallel_for(
+    base::parallel_for(
         n_tasks,
         [&](int64_t task, int) {
             const int64_t y0 = task * block, y1 = std::min(out_h, y0 + block);

@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
 #include "quant/quant_internal.h"

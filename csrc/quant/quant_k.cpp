@@ -29,7 +29,7 @@
 #include <cstring>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "quant/block_layouts.h"
 #include "quant/fp16.h"
 #include "quant/quant_internal.h"

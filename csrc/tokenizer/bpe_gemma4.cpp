@@ -22,7 +22,7 @@
 #include <queue>
 #include <unordered_map>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "tokenizer/tokenizer_models.h"
 
 namespace unigemma::tokenizer {

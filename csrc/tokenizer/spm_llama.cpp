@@ -17,7 +17,7 @@
 #include <cstring>
 #include <queue>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "tokenizer/tokenizer_models.h"
 
 namespace unigemma::tokenizer {

@@ -8,7 +8,7 @@
 #include <map>
 #include <unordered_map>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "tokenizer/tokenizer_models.h"
 
 namespace unigemma::tokenizer {

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "gguf/ggml_types.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cuda/block_math.cuh"

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/matmul.h"

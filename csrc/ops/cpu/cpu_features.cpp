@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "common/error.h"
+#include "base/error.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <cpuid.h>

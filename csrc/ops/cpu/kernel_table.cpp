@@ -5,7 +5,7 @@
 #include <memory>
 #include <mutex>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 

@@ -100,7 +100,7 @@ struct KernelTable {
     // own kernel keeps the GGUF layout (the model only repacks when the selected path has one).
     PanelDotFn panel_dot[kPanelTypes] = {};
 
-    // ---- Attention (ops/cpu/<isa>_attention.cpp; how they combine: runtime/attention.cpp).
+    // ---- Attention (ops/cpu/<isa>_attention.cpp; how they combine: ops/cpu/attention.cpp).
     // Filled for every path by add_attention_kernels(); the SIMD paths' results differ from
     // the scalar reference only by float32 rounding. Each is a pure per-row function: a
     // row's results never depend on the other rows of the call (the batch invariance that

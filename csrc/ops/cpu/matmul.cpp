@@ -33,11 +33,11 @@
 #include <vector>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "quant/block_layouts.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -173,7 +173,7 @@ void gemv(const Problem& p, int nt) {
     int64_t per_task = std::max<int64_t>(1, kGemvChunkBytes / group_bytes);
     if (nt > 1) per_task = std::min(per_task, std::max<int64_t>(1, groups / (int64_t(kTasksPerThread) * nt)));
     const int64_t n_tasks = ceil_div(groups, per_task);
-    runtime::parallel_for(
+    base::parallel_for(
         n_tasks,
         [&](int64_t task, int) {
             const int64_t r0 = task * per_task * kTileRows;
@@ -222,7 +222,7 @@ void gemm(const Problem& p, int nt) {
     const int64_t ts = round_up(ceil_div(p.tokens, n_ts), kTileCols);
     n_ts = ceil_div(p.tokens, ts);
 
-    runtime::parallel_for(
+    base::parallel_for(
         n_rb * n_ts,
         [&](int64_t task, int) {
             const int64_t r_begin = (task / n_ts) * rb;
@@ -272,7 +272,7 @@ bool prepare(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, 
         throw InputError("[matmul] act_levels must be 1 or 2, got " + std::to_string(act_levels));
     if (rows == 0 || n_tokens == 0) return false;
     if (!w || !x || !y) throw InputError("[matmul] null buffer");
-    nt = n_threads > 0 ? n_threads : runtime::get_threads();
+    nt = n_threads > 0 ? n_threads : base::get_threads();
 
     // GEMV kernel: with F32 activations (float weight types) the activation row is 2-4x the
     // bytes of a weight row and often larger than L1, so the tile kernel, which loads it once
@@ -308,7 +308,7 @@ bool prepare(const KernelTable& k, GGMLType wtype, const void* w, int64_t rows, 
     if (nt == 1 || n_tokens * cols < kParallelQuantizeElems) {  // small: not worth a wake-up
         for (int64_t t = 0; t < n_tokens; ++t) quantize_token(t);
     } else {
-        runtime::parallel_for(n_tokens, [&](int64_t t, int) { quantize_token(t); }, nt);
+        base::parallel_for(n_tokens, [&](int64_t t, int) { quantize_token(t); }, nt);
     }
     p.act = buf;
     p.a_stride = a_stride;
@@ -360,7 +360,7 @@ void matmul_rows(const KernelTable& k, GGMLType wtype, const void* w, int64_t ro
     // scattered, so chunks of ids rather than of bytes balance the threads.
     constexpr int64_t kIdsPerTask = 64;
     const int64_t n_tasks = (n_ids + kIdsPerTask - 1) / kIdsPerTask;
-    runtime::parallel_for(
+    base::parallel_for(
         n_tasks,
         [&](int64_t task, int) {
             const int64_t i1 = std::min(n_ids, (task + 1) * kIdsPerTask);

@@ -1,6 +1,6 @@
 // CPU matrix multiplication driver over the kernel table (kernels.h): quantizes the input
 // once into the weight type's activation format, then runs GEMV (one token: decoding) or
-// cache-blocked GEMM (many tokens: prefill) on the thread pool (runtime/thread_pool.h).
+// cache-blocked GEMM (many tokens: prefill) on the thread pool (base/thread_pool.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,7 +15,7 @@ namespace unigemma::cpu {
 // W is in GGUF layout: row r is one row of `cols` elements of type `wtype` (cols / block
 // size blocks) starting at w + r * w_row_stride (w_row_stride >= quant::row_bytes(wtype,
 // cols)). x is n_tokens rows of cols floats, y is n_tokens rows of `rows` floats. n_threads:
-// 0 = the pool default (runtime::get_threads()).
+// 0 = the pool default (base::get_threads()).
 //
 // Results are bitwise independent of n_threads: every output element is computed by the same
 // kernel call shape (tiles are aligned to multiples of kTileRows x kTileCols from row 0 /
@@ -44,18 +44,5 @@ void matmul_rows(const KernelTable& k, GGMLType wtype, const void* w, int64_t ro
 // Per-core L2 size in bytes (sysconf, clamped to [256 KiB, 4 MiB]; 1 MiB when unknown): the
 // cache-blocking budget of the GEMM drivers (matmul, matmul_panels).
 size_t l2_cache_bytes();
-
-// ---- Machine probes for `unigemma bench kernels` (defined in bench_probes.cpp).
-
-// STREAM-style read bandwidth in GB/s (1e9 bytes/s): n_threads threads (0 = pool default)
-// each sum their slice of a `bytes` buffer with 8 independent vector accumulators; best of
-// `reps` passes. The buffer is allocated, first-touched by the same threads and freed here.
-double bench_read_bandwidth(size_t bytes, int n_threads, int reps);
-
-// Peak single-precision FMA rate in GFLOP/s (2 flops per lane per FMA) with independent FMA
-// chains held in registers, per thread, on n_threads threads; best of `reps`. isa: "avx512",
-// "avx2", "neon" or "scalar" ("" = the widest this CPU has). Throws InputError if the CPU
-// lacks it.
-double bench_peak_gflops(int n_threads, const std::string& isa, int reps);
 
 }  // namespace unigemma::cpu

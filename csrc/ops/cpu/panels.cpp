@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "quant/block_layouts.h"
 #include "quant/fp16.h"
 #include "quant/quant.h"
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 
 namespace unigemma::cpu {
@@ -176,7 +176,7 @@ void matmul_panels(const KernelTable& k, PanelType pt, const uint8_t* panels, in
                          " path");
     const QuantizeActFn quantize = k.quantize_act[static_cast<uint32_t>(sp.act)];
     if (!quantize) throw InputError("[matmul_panels] no activation quantizer");
-    const int nt = n_threads > 0 ? n_threads : runtime::get_threads();
+    const int nt = n_threads > 0 ? n_threads : base::get_threads();
     const int64_t nb = cols / sp.elems;
 
     // Activations: the row kernels' Q8_0 / Q8_K quantization regrouped as [q][d][sums].
@@ -216,7 +216,7 @@ void matmul_panels(const KernelTable& k, PanelType pt, const uint8_t* panels, in
     if (nt == 1 || n_tokens * cols < (int64_t(1) << 16)) {
         for (int64_t t = 0; t < n_tokens; ++t) prep_token(t);
     } else {
-        runtime::parallel_for(n_tokens, [&](int64_t t, int) { prep_token(t); }, nt);
+        base::parallel_for(n_tokens, [&](int64_t t, int) { prep_token(t); }, nt);
     }
 
     const int64_t n_panels = ceil_div(rows, kPanelRows);
@@ -244,7 +244,7 @@ void matmul_panels(const KernelTable& k, PanelType pt, const uint8_t* panels, in
     if (n_tokens <= kSmallBatch) {
         int64_t per_task = std::max<int64_t>(1, kTaskBytes / static_cast<int64_t>(panel_bytes));
         if (nt > 1) per_task = std::min(per_task, std::max<int64_t>(1, n_panels / (int64_t(kTasksPerThread) * nt)));
-        runtime::parallel_for(
+        base::parallel_for(
             ceil_div(n_panels, per_task),
             [&](int64_t task, int) {
                 const int64_t p1 = std::min(n_panels, (task + 1) * per_task);
@@ -264,7 +264,7 @@ void matmul_panels(const KernelTable& k, PanelType pt, const uint8_t* panels, in
     if (nt > 1 && n_rb < 2 * nt) n_ts = std::min(ceil_div(n_tokens, kPanelCols), ceil_div(2 * nt, n_rb));
     const int64_t ts = ceil_div(ceil_div(n_tokens, n_ts), kPanelCols) * kPanelCols;
     n_ts = ceil_div(n_tokens, ts);
-    runtime::parallel_for(
+    base::parallel_for(
         n_rb * n_ts,
         [&](int64_t task, int) {
             const int64_t p_begin = (task / n_ts) * rb;

@@ -1,6 +1,6 @@
 // KV-cache store and split-K flash attention (decode and prefill) on the device.
 //
-// Cache layout (runtime/kv_cache.h): slot s of position p is p % cap (sliding ring) or p
+// Cache layout (ops/kv_cache.h): slot s of position p is p % cap (sliding ring) or p
 // (full layer); row (s, kv head h) at byte (s * n_kv_head + h) * row_bytes; rows are F16
 // (2 bytes / element) or Q8_0 (34 bytes / 32 elements), written by kv_store exactly as the CPU
 // cache writes them.

@@ -7,14 +7,14 @@
 //
 // Layouts are those of the CPU path (model/text_forward.cpp): activations float32,
 // token-major ([n_tokens][width]); weights in their GGUF blocks, row-major [rows][row_bytes]
-// (block_math.cuh: the types and their exact arithmetic); KV cache rows as runtime/kv_cache.h
+// (block_math.cuh: the types and their exact arithmetic); KV cache rows as ops/kv_cache.h
 // ([slot][n_kv_head] rows of head_dim elements, F16 or Q8_0).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 
 namespace unigemma::cuda {
 
@@ -87,7 +87,7 @@ struct AttnArgs {
     int n_head = 0;
     float scale = 1.0f;
     int64_t window = 0;              // 0: full (causal) attention
-    const int64_t* key_end = nullptr;  // device [n_tok] or nullptr (runtime/attention.h)
+    const int64_t* key_end = nullptr;  // device [n_tok] or nullptr (ops/cpu/attention.h)
     int64_t key_end_max = 0;          // host-known max of key_end (bounds the launch)
 };
 

@@ -1,6 +1,6 @@
 // Device sampler (ops/cuda/sampler.cu) selection logic shared with its host twin
 // (twin_sample below, bound as _core.cuda_twin_sample). Semantics are those of the CPU
-// sampler (runtime/sampler.cpp, step 3 and 4) on already-processed logits (bias / suppress /
+// sampler (sampling/sampler.cpp, step 3 and 4) on already-processed logits (bias / suppress /
 // penalties applied; those stay on the host, which knows the history):
 //   order: logit descending, ties by lower id; top-k = first k of the order (finite logits
 //   only); top-p = shortest prefix whose mass exp(l - lmax) (double) reaches top_p * Z, Z the

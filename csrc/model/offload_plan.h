@@ -25,7 +25,7 @@ class TextModel;
 struct ContextParams;
 }  // namespace unigemma::model
 
-namespace unigemma::runtime {
+namespace unigemma::model {
 
 constexpr int kOffloadAll = -1;
 constexpr int kOffloadAuto = -2;
@@ -59,4 +59,4 @@ OffloadPlan plan_offload(const OffloadInput& in);
 // device_free and n_gpu_layers).
 OffloadInput offload_input(const model::TextModel& m, const model::ContextParams& p);
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::model

@@ -38,7 +38,7 @@
 // bounded heap (O(V) compares + O(k log k)); top-p sorts at most 4096 candidates, longer lists
 // go through logit buckets (top_p_by_buckets) and only the boundary bucket is sorted; min-p is
 // a threshold pass. The kept set is sorted by id only when it came out of a sort.
-#include "runtime/sampler.h"
+#include "sampling/sampler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -48,9 +48,9 @@
 #include <sstream>
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 
-namespace unigemma::runtime {
+namespace unigemma::sampling {
 
 namespace {
 
@@ -363,4 +363,4 @@ int32_t Sampler::candidates(const float* logits, const std::vector<int32_t>& his
     return -1;
 }
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::sampling

@@ -1,14 +1,14 @@
 // Partial-offload planner (the contract is in offload_plan.h).
-#include "runtime/offload_plan.h"
+#include "model/offload_plan.h"
 
 #include <string>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "gguf/gguf_file.h"
 #include "model/text_model.h"
-#include "runtime/kv_cache.h"
+#include "ops/kv_cache.h"
 
-namespace unigemma::runtime {
+namespace unigemma::model {
 
 namespace {
 
@@ -105,7 +105,7 @@ OffloadInput offload_input(const model::TextModel& m, const model::ContextParams
         b += sizeof(float) * (4 * static_cast<size_t>(hp.n_embd) + 2 * static_cast<size_t>(s.head_dim));  // norms
         in.layer_weight_bytes.push_back(b);
         in.kv_source.push_back(s.kv_source);
-        in.layer_kv_bytes.push_back(s.kv_source == i ? KVLayer::bytes_at({s.sliding, s.n_kv_head, s.head_dim}, hp.window,
+        in.layer_kv_bytes.push_back(s.kv_source == i ? ops::KVLayer::bytes_at({s.sliding, s.n_kv_head, s.head_dim}, hp.window,
                                                                           p.n_ctx, p.n_ubatch, p.k_type, p.v_type)
                                                      : 0);
     }
@@ -117,4 +117,4 @@ OffloadInput offload_input(const model::TextModel& m, const model::ContextParams
     return in;
 }
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::model

@@ -25,7 +25,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace unigemma::runtime {
+namespace unigemma::base {
 
 // A non-owning reference to a callable (no allocation). The callable must outlive every
 // call through the reference; parallel_for only calls it before it returns.
@@ -73,4 +73,4 @@ void parallel_run(int n_threads, FunctionRef<void(int thread, int n)> fn);
 // True on a pool worker, and on a caller thread while it runs a parallel region.
 bool in_parallel_region();
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::base

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "ops/cpu/cpu_features.h"
-#include "ops/cpu/matmul.h"
-#include "runtime/thread_pool.h"
+#include "bench/bench_probes.h"
+#include "base/thread_pool.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -21,7 +21,11 @@
 #define UG_PROBE_NEON 1
 #endif
 
-namespace unigemma::cpu {
+namespace unigemma::bench {
+
+using cpu::Features;
+using cpu::features;
+using cpu::available_isas;
 
 namespace {
 
@@ -207,18 +211,18 @@ double bench_read_bandwidth(size_t bytes, int n_threads, int reps) {
     };
     // First touch by the threads that will read (NUMA placement), with a value that keeps
     // the sums finite.
-    runtime::parallel_run(n_threads, [&](int t, int n) {
+    base::parallel_run(n_threads, [&](int t, int n) {
         size_t b, len;
         slice(t, n, b, len);
         std::fill(buf + b, buf + b + len, 1.0f);
     });
-    std::vector<float> partial(runtime::kMaxThreads);
+    std::vector<float> partial(base::kMaxThreads);
     double best = std::numeric_limits<double>::infinity();
     size_t read_bytes = 0;
     for (int r = 0; r < reps; ++r) {
         int used = 1;
         const auto t0 = Clock::now();
-        runtime::parallel_run(n_threads, [&](int t, int n) {
+        base::parallel_run(n_threads, [&](int t, int n) {
             size_t b, len;
             slice(t, n, b, len);
             partial[static_cast<size_t>(t)] = sum(buf + b, len);
@@ -247,13 +251,13 @@ double bench_peak_gflops(int n_threads, const std::string& isa, int reps) {
         if (seconds_since(t0) >= 0.02 || iters >= (int64_t(1) << 34)) break;
         iters *= 2;
     }
-    std::vector<double> flops(runtime::kMaxThreads);
-    std::vector<float> sinks(runtime::kMaxThreads);
+    std::vector<double> flops(base::kMaxThreads);
+    std::vector<float> sinks(base::kMaxThreads);
     double best = 0;
     for (int r = 0; r < reps; ++r) {
         int used = 1;
         const auto t0 = Clock::now();
-        runtime::parallel_run(n_threads, [&](int t, int n) {
+        base::parallel_run(n_threads, [&](int t, int n) {
             const FmaResult res = fn(iters);
             flops[static_cast<size_t>(t)] = res.flops;
             sinks[static_cast<size_t>(t)] = res.sink;
@@ -269,4 +273,4 @@ double bench_peak_gflops(int n_threads, const std::string& isa, int reps) {
     return best;
 }
 
-}  // namespace unigemma::cpu
+}  // namespace unigemma::bench

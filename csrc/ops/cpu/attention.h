@@ -5,7 +5,7 @@
 //             hi = pos, or key_end[t] (the last position of an image block) when given
 //   out = sum_j softmax(score)_j V[j]  in float32
 //
-// Tiling (runtime/attention.cpp): one task = a block of consecutive queries x the query heads
+// Tiling (ops/cpu/attention.cpp): one task = a block of consecutive queries x the query heads
 // of a few KV heads (GQA groups): per KV head R = n_queries * group rows of head_dim floats
 // (R about 32 in prefill). Cache rows are read position by position across the task's KV
 // heads (adjacent in memory: streams at the read bandwidth, a single head's rows do not). The task
@@ -25,9 +25,11 @@
 #include <cstdint>
 
 #include "ops/cpu/kernels.h"
-#include "runtime/kv_cache.h"
+#include "ops/kv_cache.h"
 
-namespace unigemma::runtime {
+namespace unigemma::cpu {
+
+using ops::KVLayer;
 
 struct AttentionBatch {
     const float* q = nullptr;  // [n_tokens][n_head][head_dim], normed and rotated
@@ -54,4 +56,4 @@ void attention_range(const cpu::KernelTable& k, const KVLayer& kv, const float* 
 // Blocks start at multiples of this position.
 int key_block(int head_dim);
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::cpu

@@ -1,12 +1,12 @@
-#include "runtime/json_grammar.h"
+#include "grammar/json_grammar.h"
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
 #include <tuple>
 
-#include "common/error.h"
-#include "runtime/tool_dialect.h"
+#include "base/error.h"
+#include "grammar/tool_dialect.h"
 
 namespace unigemma::grammar {
 

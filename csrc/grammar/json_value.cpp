@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "common/error.h"
-#include "runtime/json_schema.h"
+#include "base/error.h"
+#include "grammar/json_schema.h"
 
 namespace unigemma::grammar {
 

@@ -1,12 +1,12 @@
-#include "runtime/json_schema.h"
+#include "grammar/json_schema.h"
 
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
 
-#include "common/error.h"
-#include "runtime/tool_dialect.h"
+#include "base/error.h"
+#include "grammar/tool_dialect.h"
 
 namespace unigemma::grammar {
 

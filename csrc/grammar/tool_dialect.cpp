@@ -1,6 +1,6 @@
-#include "runtime/tool_dialect.h"
+#include "grammar/tool_dialect.h"
 
-#include "runtime/json_schema.h"
+#include "grammar/json_schema.h"
 
 #include <algorithm>
 #include <numeric>

@@ -25,7 +25,7 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/json_schema.h"
+#include "grammar/json_schema.h"
 
 namespace unigemma::grammar {
 

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace unigemma {
+namespace unigemma::base {
 
 struct Error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -31,4 +31,14 @@ struct Interrupted : Error {
     Interrupted() : Error("interrupted") {}
 };
 
+}  // namespace unigemma::base
+
+// Every layer names these unqualified inside namespace unigemma (unigemma::InputError, ...).
+namespace unigemma {
+using base::ContextOverflowError;
+using base::Error;
+using base::GGUFError;
+using base::InputError;
+using base::Interrupted;
+using base::ModelError;
 }  // namespace unigemma

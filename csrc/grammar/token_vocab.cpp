@@ -1,9 +1,9 @@
-#include "runtime/token_vocab.h"
+#include "grammar/token_vocab.h"
 
 #include <algorithm>
 
-#include "common/error.h"
-#include "runtime/tool_dialect.h"
+#include "base/error.h"
+#include "grammar/tool_dialect.h"
 
 namespace unigemma::grammar {
 

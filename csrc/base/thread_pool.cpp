@@ -1,4 +1,4 @@
-#include "runtime/thread_pool.h"
+#include "base/thread_pool.h"
 
 #include <algorithm>
 #include <atomic>
@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "common/error.h"
+#include "base/error.h"
 
 #if defined(__linux__)
 #include <sched.h>
@@ -25,7 +25,7 @@
 #include <immintrin.h>
 #endif
 
-namespace unigemma::runtime {
+namespace unigemma::base {
 
 namespace {
 
@@ -361,4 +361,4 @@ void parallel_run(int n_threads, FunctionRef<void(int thread, int n)> fn) {
     get_pool().run(0, n_threads, nullptr, &fn);
 }
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::base

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-namespace unigemma::runtime {
+namespace unigemma::sampling {
 
 struct SamplerParams {
     float temperature = 0.0f;        // <= 0: greedy (argmax, lowest id on ties)
@@ -67,4 +67,4 @@ private:
     std::vector<double> mass_;                       // top-p: probability mass per logit bucket
 };
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::sampling

@@ -1,14 +1,17 @@
-#include "runtime/attention.h"
+#include "ops/cpu/attention.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "common/error.h"
-#include "runtime/thread_pool.h"
+#include "base/error.h"
+#include "base/thread_pool.h"
 
-namespace unigemma::runtime {
+namespace unigemma::cpu {
+
+using base::get_threads;
+using base::parallel_for;
 
 namespace {
 
@@ -211,4 +214,4 @@ void attention_range(const cpu::KernelTable& k, const KVLayer& kv, const float* 
         n_threads);
 }
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::cpu

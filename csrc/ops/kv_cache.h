@@ -22,7 +22,7 @@
 
 #include "gguf/ggml_types.h"
 
-namespace unigemma::runtime {
+namespace unigemma::ops {
 
 using gguf::GGMLType;
 
@@ -75,4 +75,4 @@ GGMLType kv_type_from_name(const std::string& name, const char* what);
 // Checks that head_dim fits the type's block size (Q8_0 / Q4_0 need multiples of 32).
 void check_kv_type(GGMLType t, int head_dim, const char* what);
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::ops

@@ -1,11 +1,11 @@
-#include "runtime/kv_cache.h"
+#include "ops/kv_cache.h"
 
 #include <algorithm>
 
-#include "common/error.h"
+#include "base/error.h"
 #include "quant/quant.h"
 
-namespace unigemma::runtime {
+namespace unigemma::ops {
 
 namespace {
 constexpr int64_t kGrowSlots = 256;  // full layers grow by at least this many positions
@@ -86,4 +86,4 @@ void KVLayer::forget_from(int64_t pos) {
 
 void KVLayer::clear() { std::fill(slot_pos_.begin(), slot_pos_.end(), -1); }
 
-}  // namespace unigemma::runtime
+}  // namespace unigemma::ops

@@ -32,8 +32,8 @@
 #include <string_view>
 #include <vector>
 
-#include "runtime/json_schema.h"
-#include "runtime/token_vocab.h"
+#include "grammar/json_schema.h"
+#include "grammar/token_vocab.h"
 
 namespace unigemma::grammar {
 
