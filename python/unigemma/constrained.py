@@ -9,9 +9,9 @@
     ...     if t in vocab.eog_ids: break              # only allowed once the value is complete
     ...     c.accept(t)
 
-The matcher works on bytes (csrc/runtime/json_grammar.h); the schema subset and the choices it
+The matcher works on bytes (csrc/grammar/json_grammar.h); the schema subset and the choices it
 makes (property order, whitespace, canonical enum spelling) are listed in
-csrc/runtime/json_schema.h. In short: type (and lists of types), properties, required,
+csrc/grammar/json_schema.h. In short: type (and lists of types), properties, required,
 additionalProperties, enum, const, items, prefixItems, minItems, maxItems, minLength, maxLength,
 anyOf, oneOf (as anyOf), single-element allOf, local $ref; anything else (pattern, format,
 minimum, ...) raises ``InputError`` (a ``ValueError``) naming the keyword. Properties are
@@ -20,7 +20,7 @@ generated in the order of ``properties``; at most ``max_whitespace`` whitespace 
 Forced Gemma 4 tool calls (OpenAI ``tool_choice`` naming a function) use the same matcher in the
 tool-call dialect: ``tool_call_constraint(tokenizer, parameters)`` generates the argument object
 ``{k:v,...}`` of ``<|tool_call>call:NAME{...}<tool_call|>`` (rules in
-csrc/runtime/tool_dialect.h): bare keys in dictsort order, declared keys only, strings
+csrc/grammar/tool_dialect.h): bare keys in dictsort order, declared keys only, strings
 between ``<|"|>`` tokens with raw content, no whitespace; ``done`` once the object closes.
 """
 from __future__ import annotations

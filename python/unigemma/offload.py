@@ -1,4 +1,4 @@
-"""Partial GPU offload planning (csrc/runtime/offload_plan.h): which decoder layers go to the GPU.
+"""Partial GPU offload planning (csrc/model/offload_plan.h): which decoder layers go to the GPU.
 
 `plan(model, n_ctx, device_free, n_gpu_layers=-1, ...)` sums the model's per-layer weight and KV
 bytes at n_ctx and returns the C++ planner's dict: on_gpu (per layer), n_gpu, head_on_gpu,
