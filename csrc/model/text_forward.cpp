@@ -1,33 +1,26 @@
-// Context: the text forward pass over micro-batches (math in text_model.h).
+// Context: the text forward pass over micro-batches (math in text_model.h), written once
+// against the backend seam (ops/backend.h); the CPU backend runs it today.
 //
-// Activations of one micro-batch of n tokens live in float32 buffers, token-major:
+// Activations of one forward over n rows are float32 tensors, token-major:
 //   x [n][H] residual stream; a [n][H] normed input; q [n][n_head*hd]; k, v [n][n_kv*hd];
-//   att [n][n_head*hd]; g, u [n][n_ff]. Every matmul is one cpu::matmul call over the n tokens
-// (GEMM for a prefill, GEMV for a decode step), reading the weights in place from the mapping.
+//   att [n][n_head*hd]; g, u [n][n_ff]. Every matmul is one backend matmul over the n rows
+// (GEMM for a prefill, GEMV for a decode step), reading the weights where the backend keeps them.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "base/error.h"
 #include "model/text_model.h"
-#include "ops/cpu/kernels.h"
-#include "ops/cpu/matmul.h"
-#include "ops/cpu/panels.h"
-#include "quant/quant.h"
-#include "ops/cpu/attention.h"
+#include "ops/cpu/cpu_backend.h"
 
 namespace unigemma::model {
 
 namespace {
 
-void mm(const cpu::KernelTable& k, const Weight& w, const float* x, int64_t n, float* y, int nt, int levels) {
-    cpu::PanelType pt{};
-    if (w.panels && levels == 1 && cpu::panel_type_for(w.type, &pt)) {
-        cpu::matmul_panels(k, pt, w.panels, w.rows, w.cols, x, n, y, nt);
-        return;
-    }
-    cpu::matmul(k, w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt, levels);
-}
+// Rows whose activations a context keeps allocated between calls: a decode step (1 row), a
+// speculative verify (draft + 1 <= 9) or a small continuous batch. Larger forwards (prefill
+// micro-batches of up to n_ubatch rows) allocate for the call.
+constexpr int64_t kKeptRows = 16;
 
 }  // namespace
 
@@ -41,9 +34,13 @@ Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m
     p_.n_ubatch = std::min(p_.n_ubatch, p_.n_ctx);  // a micro-batch never exceeds the context
     if (p_.n_threads < 0) throw InputError("[context] n_threads must be >= 0");
     if (p_.act_levels != 1 && p_.act_levels != 2) throw InputError("[context] act_levels must be 1 or 2");
+    backend_ = std::make_unique<cpu::CpuBackend>(p_.n_threads);
     kv_.resize(static_cast<size_t>(hp.n_layer));
     for (int i = 0; i < hp.n_layer; ++i) {
         const LayerSpec& s = hp.layers[static_cast<size_t>(i)];
+        max_qw_ = std::max(max_qw_, int64_t(s.n_head) * s.head_dim);
+        max_kw_ = std::max(max_kw_, int64_t(s.n_kv_head) * s.head_dim);
+        max_ff_ = std::max(max_ff_, s.n_ff);
         if (s.kv_source != i) continue;
         kv_[static_cast<size_t>(i)] = std::make_unique<ops::KVLayer>(
             ops::KVLayerSpec{s.sliding, s.n_kv_head, s.head_dim}, hp.window, p_.n_ctx, p_.n_ubatch, p_.k_type,
@@ -187,43 +184,68 @@ void Context::decode_batch(const std::vector<Context*>& ctxs, const int32_t* tok
             check_interrupt);
 }
 
+Context::Activations Context::activations(int64_t rows, std::unique_ptr<ops::Buffer>& transient) {
+    const int64_t H = m_->hparams().n_embd;
+    const int64_t per_row = 3 * H + 2 * max_qw_ + 2 * max_kw_ + 2 * max_ff_;
+    float* base = nullptr;
+    if (rows <= kKeptRows) {
+        if (!arena_) arena_ = backend_->alloc(static_cast<size_t>(kKeptRows * per_row));
+        base = arena_->data();
+    } else {
+        transient = backend_->alloc(static_cast<size_t>(rows * per_row));
+        base = transient->data();
+    }
+    auto take = [&](int64_t cols) {
+        ops::Tensor t{base, rows, cols};
+        base += rows * cols;
+        return t;
+    };
+    Activations A;
+    A.x = take(H);
+    A.a = take(H);
+    A.o = take(H);
+    A.q = take(max_qw_);
+    A.att = take(max_qw_);
+    A.k = take(max_kw_);
+    A.v = take(max_kw_);
+    A.g = take(max_ff_);
+    A.u = take(max_ff_);
+    return A;
+}
+
 // The forward pass over n rows that belong to one or more contexts (segments of consecutive
 // rows, each continuing its own context at its n_past). Every matmul runs once over all n rows
 // (one weight read per step for every sequence of a continuous batch); norms, RoPE, the KV
 // store and attention are per segment. A row's result does not depend on the other rows: the
-// matmul drivers and attention are row-invariant (decode == batch, bitwise).
+// backend's ops are row-invariant (decode == batch, bitwise, on the CPU).
 void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_t n, const EvalInput& in,
                       bool all_logits, float* logits_out, const std::function<void()>& check_interrupt) {
-    const Context& c0 = *segs[0].ctx;
+    Context& c0 = *segs[0].ctx;
     const TextModel& m = *c0.m_;
     const TextHParams& hp = m.hparams();
-    const cpu::KernelTable& K = cpu::kernels();
-    const int nt = c0.p_.n_threads;
+    ops::Backend& B = *c0.backend_;
     const int levels = c0.p_.act_levels;
     const int64_t H = hp.n_embd;
     const float eps = hp.eps;
+    std::unique_ptr<ops::Buffer> transient;
+    const Activations A = c0.activations(n, transient);
+    // a tensor of n rows and `cols` columns at the start of a wider activation buffer
+    auto narrow = [](ops::Tensor t, int64_t cols) { return ops::Tensor{t.data, t.rows, cols}; };
 
-    std::vector<float> x(static_cast<size_t>(n * H)), a(x.size()), o(x.size());
     // pos[t]: absolute position of row t in its own context
-    std::vector<int64_t> pos(static_cast<size_t>(n));
+    std::vector<int64_t>& pos = c0.pos_;
+    pos.resize(static_cast<size_t>(n));
     for (size_t si = 0; si < n_seg; ++si)
         for (int64_t t = 0; t < segs[si].n; ++t) pos[static_cast<size_t>(segs[si].row0 + t)] = segs[si].ctx->n_past_ + t;
-    const Weight& E = m.token_embd();
-    for (int64_t t = 0; t < n; ++t) {
-        if (in.kinds && in.kinds[t] != kTokenInput) {  // soft token: the embedder's row, not scaled
-            std::copy(in.embd + t * H, in.embd + (t + 1) * H, x.data() + t * H);
-            continue;
-        }
-        quant::dequantize_row(E.type, E.data + static_cast<size_t>(tokens[t]) * E.row_bytes, x.data() + t * H, H);
-        K.scale(x.data() + t * H, x.data() + t * H, hp.embed_scale, H);
-    }
-    // key_end[t]: last position query t sees on sliding layers (its block's end for image tokens)
-    std::vector<std::vector<int64_t>> key_end(n_seg);
+    B.embed(m.token_embd(), tokens, in.kinds, in.embd, hp.embed_scale, A.x);
+    // key_end[t]: last position query t sees on sliding layers (its block's end for image
+    // tokens); kept in the segment's own context, empty when the segment has no image block
     for (size_t si = 0; si < n_seg; ++si) {
         const int8_t* kinds = segs[si].kinds;
         const int64_t sn = segs[si].n, p0 = segs[si].ctx->n_past_;
+        auto& ke = segs[si].ctx->key_end_;
+        ke.clear();
         if (!kinds || !std::any_of(kinds, kinds + sn, [](int8_t k) { return k == kBidirectionalEmbd; })) continue;
-        auto& ke = key_end[si];
         ke.resize(static_cast<size_t>(sn));
         for (int64_t t = sn - 1; t >= 0; --t) {
             const bool blk = kinds[t] == kBidirectionalEmbd;
@@ -231,78 +253,53 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
             ke[static_cast<size_t>(t)] = cont ? ke[static_cast<size_t>(t + 1)] : p0 + t;
         }
     }
-    std::vector<float> q, kb, vb, att, g, u;
     for (int il = 0; il < hp.n_layer; ++il) {
         if (check_interrupt) check_interrupt();
         const LayerSpec& s = hp.layers[static_cast<size_t>(il)];
         const LayerWeights& w = m.layer(il);
         const int hd = s.head_dim;
-        const int64_t qw = int64_t(s.n_head) * hd, kw = int64_t(s.n_kv_head) * hd;
-        for (int64_t t = 0; t < n; ++t) K.rms_norm(a.data() + t * H, x.data() + t * H, w.attn_norm, H, eps);
-        q.resize(static_cast<size_t>(n * qw));
-        mm(K, w.q, a.data(), n, q.data(), nt, levels);
-        for (int64_t t = 0; t < n; ++t)
-            for (int h = 0; h < s.n_head; ++h) {
-                float* qh = q.data() + t * qw + int64_t(h) * hd;
-                K.rms_norm(qh, qh, w.q_norm, hd, eps);
-                K.rope_neox(qh, hd, static_cast<float>(pos[static_cast<size_t>(t)]), s.inv_freq);
-            }
+        const ops::Tensor q = narrow(A.q, int64_t(s.n_head) * hd), att = narrow(A.att, q.cols);
+        B.rms_norm(A.a, A.x, w.attn_norm, eps);
+        B.matmul(w.q, A.a, q, levels);
+        B.head_norm_rope(q, hd, w.q_norm, eps, pos.data(), s.inv_freq);
         if (s.kv_source == il) {
-            kb.resize(static_cast<size_t>(n * kw));
-            vb.resize(kb.size());
-            mm(K, w.k, a.data(), n, kb.data(), nt, levels);
+            const ops::Tensor k = narrow(A.k, int64_t(s.n_kv_head) * hd), v = narrow(A.v, k.cols);
+            B.matmul(w.k, A.a, k, levels);
             if (s.has_v)
-                mm(K, w.v, a.data(), n, vb.data(), nt, levels);
+                B.matmul(w.v, A.a, v, levels);
             else
-                std::copy(kb.begin(), kb.end(), vb.begin());  // k_eq_v: V is the raw K projection
+                B.copy(v, k);  // k_eq_v: V is the raw K projection
+            B.head_norm_rope(k, hd, w.k_norm, eps, pos.data(), s.inv_freq);
+            if (hp.v_norm) B.head_norm_rope(v, hd, nullptr, eps, pos.data(), nullptr);
             for (size_t si = 0; si < n_seg; ++si) {
-                ops::KVLayer& kv = *segs[si].ctx->kv_[static_cast<size_t>(il)];
-                for (int64_t t = segs[si].row0; t < segs[si].row0 + segs[si].n; ++t)
-                    for (int h = 0; h < s.n_kv_head; ++h) {
-                        float* kh = kb.data() + t * kw + int64_t(h) * hd;
-                        float* vh = vb.data() + t * kw + int64_t(h) * hd;
-                        K.rms_norm(kh, kh, w.k_norm, hd, eps);
-                        K.rope_neox(kh, hd, static_cast<float>(pos[static_cast<size_t>(t)]), s.inv_freq);
-                        if (hp.v_norm) K.rms_norm(vh, vh, nullptr, hd, eps);
-                        kv.store(pos[static_cast<size_t>(t)], h, kh, vh);
-                    }
+                const Segment& sg = segs[si];
+                B.kv_store(*sg.ctx->kv_[static_cast<size_t>(il)], k.rows_of(sg.row0, sg.n), v.rows_of(sg.row0, sg.n),
+                           pos.data() + sg.row0);
             }
         }
-        att.resize(q.size());
         for (size_t si = 0; si < n_seg; ++si) {
             const Segment& sg = segs[si];
-            cpu::AttentionBatch ab;
-            ab.q = q.data() + sg.row0 * qw;
-            ab.out = att.data() + sg.row0 * qw;
-            ab.n_tokens = sg.n;
-            ab.pos0 = sg.ctx->n_past_;
-            ab.n_head = s.n_head;
-            ab.scale = hp.attn_scale;
-            ab.window = s.sliding ? hp.window : 0;
-            ab.key_end = s.sliding && !key_end[si].empty() ? key_end[si].data() : nullptr;
-            cpu::attention(K, *sg.ctx->kv_[static_cast<size_t>(s.kv_source)], ab, nt);
+            ops::AttentionCall call;
+            call.pos0 = sg.ctx->n_past_;
+            call.n_head = s.n_head;
+            call.scale = hp.attn_scale;
+            call.window = s.sliding ? hp.window : 0;
+            call.key_end = s.sliding && !sg.ctx->key_end_.empty() ? sg.ctx->key_end_.data() : nullptr;
+            B.attention(*sg.ctx->kv_[static_cast<size_t>(s.kv_source)], q.rows_of(sg.row0, sg.n),
+                        att.rows_of(sg.row0, sg.n), call);
         }
-        mm(K, w.o, att.data(), n, o.data(), nt, levels);
-        for (int64_t t = 0; t < n; ++t) {
-            float* ot = o.data() + t * H;
-            K.rms_norm(ot, ot, w.post_attn_norm, H, eps);
-            K.add(x.data() + t * H, x.data() + t * H, ot, H);
-            K.rms_norm(a.data() + t * H, x.data() + t * H, w.ffn_norm, H, eps);
-        }
-        const int64_t F = s.n_ff;
-        g.resize(static_cast<size_t>(n * F));
-        u.resize(g.size());
-        mm(K, w.gate, a.data(), n, g.data(), nt, levels);
-        mm(K, w.up, a.data(), n, u.data(), nt, levels);
-        K.gelu_tanh_mul(g.data(), g.data(), u.data(), n * F);
-        mm(K, w.down, g.data(), n, o.data(), nt, levels);
-        for (int64_t t = 0; t < n; ++t) {
-            float* ot = o.data() + t * H;
-            float* xt = x.data() + t * H;
-            K.rms_norm(ot, ot, w.post_ffw_norm, H, eps);
-            K.add(xt, xt, ot, H);
-            if (w.output_scale != 1.0f) K.scale(xt, xt, w.output_scale, H);
-        }
+        B.matmul(w.o, att, A.o, levels);
+        B.rms_norm(A.o, A.o, w.post_attn_norm, eps);
+        B.add(A.x, A.o);
+        B.rms_norm(A.a, A.x, w.ffn_norm, eps);
+        const ops::Tensor g = narrow(A.g, s.n_ff), u = narrow(A.u, s.n_ff);
+        B.matmul(w.gate, A.a, g, levels);
+        B.matmul(w.up, A.a, u, levels);
+        B.gelu_tanh_mul(g, u);
+        B.matmul(w.down, g, A.o, levels);
+        B.rms_norm(A.o, A.o, w.post_ffw_norm, eps);
+        B.add(A.x, A.o);
+        if (w.output_scale != 1.0f) B.scale(A.x, w.output_scale);
     }
     for (size_t si = 0; si < n_seg; ++si) segs[si].ctx->n_past_ += segs[si].n;
     if (!logits_out) return;
@@ -310,16 +307,20 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
     // last row, which only the single-segment path asks for).
     const int64_t r0 = all_logits ? 0 : n - 1;
     const int64_t rows = n - r0;
-    for (int64_t t = 0; t < rows; ++t) K.rms_norm(a.data() + t * H, x.data() + (r0 + t) * H, m.output_norm(), H, eps);
+    const ops::Tensor hn = A.a.rows_of(0, rows);
+    B.rms_norm(hn, A.x.rows_of(r0, rows), m.output_norm(), eps);
     for (size_t si = 0; si < n_seg; ++si) {
         const int64_t lo = std::max(segs[si].row0, r0), hi = segs[si].row0 + segs[si].n;
-        if (lo < hi)
-            segs[si].ctx->last_hidden_.insert(segs[si].ctx->last_hidden_.end(), a.begin() + (lo - r0) * H,
-                                              a.begin() + (hi - r0) * H);
+        if (lo >= hi) continue;
+        auto& lh = segs[si].ctx->last_hidden_;
+        const size_t at = lh.size();
+        lh.resize(at + static_cast<size_t>((hi - lo) * H));
+        B.read(hn.rows_of(lo - r0, hi - lo), lh.data() + at);
     }
-    const int64_t V = hp.n_vocab;
-    mm(K, m.output(), a.data(), rows, logits_out, nt, levels);
-    if (hp.final_softcap > 0.0f) K.softcap(logits_out, logits_out, rows * V, hp.final_softcap);
+    const ops::Tensor logits = B.output_tensor(logits_out, rows, hp.n_vocab);
+    B.matmul(m.output(), hn, logits, levels);
+    if (hp.final_softcap > 0.0f) B.softcap(logits, hp.final_softcap);
+    B.read(logits, logits_out);
 }
 
 }  // namespace unigemma::model

@@ -31,22 +31,15 @@
 
 #include "gguf/gguf_file.h"
 #include "model/weight_panels.h"
+#include "ops/backend.h"
 #include "ops/kv_cache.h"
 
 namespace unigemma::model {
 
 using gguf::GGMLType;
 
-struct Weight {
-    const uint8_t* data = nullptr;
-    GGMLType type = GGMLType::F32;
-    int64_t rows = 0, cols = 0;  // PyTorch [out, in]: rows = ne[1], cols = ne[0]
-    size_t row_bytes = 0;
-    // Q4_0 / Q4_K: the same matrix repacked into 16-row panels (ops/cpu/panels.h), owned by
-    // the model; nullptr when not repacked. 8-bit activation matmuls read these instead.
-    const uint8_t* panels = nullptr;
-    explicit operator bool() const { return data != nullptr; }
-};
+// Weight (weight_panels.h): a matrix as the backends see it (ops::WeightView): GGUF rows, plus
+// the CPU's 16-row panels for Q4_0 / Q4_K when repacked at load (owned by the model).
 
 struct LayerSpec {
     bool sliding = false;
@@ -187,15 +180,28 @@ private:
         int64_t row0, n;
         const int8_t* kinds;
     };
+    // Activation tensors of a forward pass over `rows` rows (widths: the widest layer's).
+    struct Activations {
+        ops::Tensor x, a, o, q, k, v, att, g, u;
+    };
     static void forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_t n, const EvalInput& in,
                         bool all_logits, float* logits_out, const std::function<void()>& check_interrupt);
     void eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
                      const std::function<void()>& check_interrupt, const EvalInput& in);
+    // Carves the activations of `rows` rows out of the kept arena (decode and verify steps:
+    // allocated once, on first use) or out of `transient` (a prefill micro-batch: one
+    // allocation per forward, released after it, so an idle context holds only the small one).
+    Activations activations(int64_t rows, std::unique_ptr<ops::Buffer>& transient);
     std::shared_ptr<const TextModel> m_;
     ContextParams p_;
+    std::unique_ptr<ops::Backend> backend_;
     std::vector<std::unique_ptr<ops::KVLayer>> kv_;  // per layer; nullptr for KV-shared layers
     int64_t n_past_ = 0;
     std::vector<float> last_hidden_;
+    // Host-side per-row metadata of a forward, kept between calls (capacity only grows).
+    std::vector<int64_t> pos_, key_end_;
+    std::unique_ptr<ops::Buffer> arena_;  // activations of up to kKeptRows rows
+    int64_t max_qw_ = 0, max_kw_ = 0, max_ff_ = 0;  // widest layer's q, k/v and FFN rows
 };
 
 }  // namespace unigemma::model

@@ -20,9 +20,11 @@
 #include <memory>
 #include <vector>
 
+#include "ops/backend.h"
+
 namespace unigemma::model {
 
-struct Weight;
+using Weight = ops::WeightView;
 
 class PanelStore {
 public:
