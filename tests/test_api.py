@@ -4,7 +4,6 @@ seeds, limits, cache reuse across chat turns, context overflow, Ctrl-C, and the 
 (tool calls / thinking) driven by a scripted token source through the real generation path."""
 from __future__ import annotations
 
-import _thread
 import threading
 
 import numpy as np
@@ -264,22 +263,79 @@ def test_sliding_window_truncate_falls_back_to_reset(g4_path):
 
 
 def test_keyboard_interrupt_during_prefill_keeps_the_cache_consistent():
+    """A real SIGINT in the middle of a prefill, raised by the interrupt check itself at a chosen
+    layer (deterministic: no timer racing the prefill): KeyboardInterrupt reaches the caller, the
+    cache holds exactly the micro-batches that completed, and the model stays usable."""
     m = unigemma.Model(n_ctx=512, n_ubatch=16)
     ids = m.tokenize(" ".join(["sea"] * 300))[:300]
-    timer = threading.Timer(0.15, _thread.interrupt_main)
-    timer.start()
+    n_layer = m.hparams["n_layer"]
+    # checks run before each layer: the 4th micro-batch is interrupted at its 3rd layer
+    _core._raise_sigint_after_checks(3 * n_layer + 2)
     try:
         with pytest.raises(KeyboardInterrupt):
-            for _ in range(20):  # in case the first prefill finishes before the timer fires
-                m.reset()
-                m.prefill(ids)
+            m.prefill(ids)
     finally:
-        timer.cancel()
-    assert 0 <= m.cached_tokens < len(ids) and m.cached_tokens == m._ctx.n_past
-    assert m.cached_token_ids == ids[:m.cached_tokens]
-    got = m.prefill(ids[:40])
-    want = m.logits(ids[:40])[-1]
+        _core._raise_sigint_after_checks(-1)
+    assert m.cached_tokens == 48 and m._ctx.n_past == 48
+    assert m.cached_token_ids == ids[:48]
+    got = m.prefill(ids[:60])
+    want = m.logits(ids[:60])[-1]
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+_SIGINT_CHILD = r"""
+import sys, unigemma
+m = unigemma.Model(n_ctx=2048, n_ubatch=256)
+ids = m.tokenize(" ".join(["sea"] * 2000))[:2000]
+print("ready", flush=True)
+where = "python"
+try:
+    while True:  # whatever the machine's speed, the signal lands in one of these prefills
+        m.reset()
+        where = "prefill"
+        m.prefill(ids)
+        where = "python"
+except KeyboardInterrupt:
+    print("interrupted in", where, m.cached_tokens == m._ctx.n_past, m.cached_tokens < len(ids), flush=True)
+"""
+
+
+def test_real_sigint_stops_a_prefill_between_layers():
+    """Ctrl-C as a user sends it (SIGINT to the process) during a long prefill: the chained
+    handler sees it between layers, the eval stops with KeyboardInterrupt, the cache stays
+    consistent."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", _SIGINT_CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0
+    assert out.strip() == "interrupted in prefill True True"
+
+
+def test_sigint_off_the_main_thread_is_not_checked_between_layers():
+    """Python handles signals on the main thread only: an eval on another thread runs with no
+    interrupt check (the hook never fires there), and its result is unchanged."""
+    m = unigemma.Model(n_ctx=256, n_ubatch=16)
+    ids = m.tokenize(" ".join(["sea"] * 60))[:60]
+    want = m.logits(ids)
+    got = {}
+    _core._raise_sigint_after_checks(0)
+    try:
+        t = threading.Thread(target=lambda: got.setdefault("x", m.logits(ids)))
+        t.start()
+        t.join()
+    finally:
+        _core._raise_sigint_after_checks(-1)
+    assert np.array_equal(got["x"], want)
 
 
 def test_interrupt_during_decode_and_abandoned_streams(g3, monkeypatch):

@@ -74,10 +74,6 @@ def check_namespace(rel: Path, line_no: int, ns: str, errors: list[str]) -> None
     where = f"csrc/{rel}:{line_no}"
     if ns == "unigemma" and str(rel) in BARE_NAMESPACE_OK:
         return
-    if layer == "bindings":
-        if ns.startswith("unigemma"):
-            errors.append(f"{where}: bindings/ defines namespace {ns} (bindings define no core namespace)")
-        return
     want = f"unigemma::{leaf}"
     if ns != want and not ns.startswith(want + "::"):
         errors.append(f"{where}: namespace {ns} in {layer}/{backend + '/' if backend else ''} (expected {want})")

@@ -13,20 +13,12 @@
 #include "gguf/gguf_file.h"
 #include "model/text_model.h"
 #include "ops/kv_cache.h"
+#include "bindings/interrupt.h"
 
 namespace py = pybind11;
 using namespace unigemma;
 
 namespace {
-
-// Called between layers with the GIL released: a pending Ctrl-C stops the eval.
-void check_signals() {
-    py::gil_scoped_acquire acq;
-    if (PyErr_CheckSignals() != 0) {
-        PyErr_Clear();
-        throw Interrupted();
-    }
-}
 
 model::ContextParams make_params(int64_t n_ctx, int64_t n_ubatch, int n_threads, const std::string& k,
                                  const std::string& v, const std::string& precision = "q8") {
@@ -160,8 +152,9 @@ void init_model(py::module_& m) {
                     in.embd = ev.data();
                 }
                 {
+                    bindings::InterruptScope interrupts;
                     py::gil_scoped_release nogil;
-                    c.eval(ids.data(), n, all_logits, dst, check_signals, in);
+                    c.eval(ids.data(), n, all_logits, dst, interrupts.check(), in);
                 }
                 if (!want_logits) return py::none();
                 return std::move(out);
@@ -209,8 +202,9 @@ void init_model(py::module_& m) {
             float* dst = out.mutable_data();
             std::vector<int32_t> ids(tokens.data(), tokens.data() + n);
             {
+                bindings::InterruptScope interrupts;
                 py::gil_scoped_release nogil;
-                model::Context::decode_batch(ctxs, ids.data(), dst, check_signals);
+                model::Context::decode_batch(ctxs, ids.data(), dst, interrupts.check());
             }
             return out;
         },

@@ -18,6 +18,9 @@ void init_preprocess(py::module_& m);
 void init_attention(py::module_& m);
 void init_cuda(py::module_& m);
 void init_grammar(py::module_& m);
+namespace unigemma::bindings {
+void init_interrupt(py::module_& m);
+}
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "unigemma C++ core";
@@ -36,4 +39,5 @@ PYBIND11_MODULE(_core, m) {
     init_attention(m);
     init_cuda(m);
     init_grammar(m);
+    unigemma::bindings::init_interrupt(m);
 }
