@@ -237,6 +237,7 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
     pos.resize(static_cast<size_t>(n));
     for (size_t si = 0; si < n_seg; ++si)
         for (int64_t t = 0; t < segs[si].n; ++t) pos[static_cast<size_t>(segs[si].row0 + t)] = segs[si].ctx->n_past_ + t;
+    B.begin_forward();
     B.embed(m.token_embd(), tokens, in.kinds, in.embd, hp.embed_scale, A.x);
     // key_end[t]: last position query t sees on sliding layers (its block's end for image
     // tokens); kept in the segment's own context, empty when the segment has no image block
@@ -302,7 +303,10 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
         if (w.output_scale != 1.0f) B.scale(A.x, w.output_scale);
     }
     for (size_t si = 0; si < n_seg; ++si) segs[si].ctx->n_past_ += segs[si].n;
-    if (!logits_out) return;
+    if (!logits_out) {
+        B.end_forward();
+        return;
+    }
     // Head only for the rows whose logits are wanted (with all_logits: every row; else the
     // last row, which only the single-segment path asks for).
     const int64_t r0 = all_logits ? 0 : n - 1;
@@ -321,6 +325,7 @@ void Context::forward(Segment* segs, size_t n_seg, const int32_t* tokens, int64_
     B.matmul(m.output(), hn, logits, levels);
     if (hp.final_softcap > 0.0f) B.softcap(logits, hp.final_softcap);
     B.read(logits, logits_out);
+    B.end_forward();
 }
 
 }  // namespace unigemma::model

@@ -77,6 +77,14 @@ public:
 
     virtual std::unique_ptr<Buffer> alloc(size_t n_floats) = 0;
 
+    // One forward pass is the ops between these two calls: a device backend records them into
+    // one submission and the host copies that read() asked for are complete when
+    // end_forward() returns (the CPU runs each op as it is called: both are no-ops). A forward
+    // that throws (an interrupt between layers) never reaches end_forward(): the next
+    // begin_forward() discards what was recorded.
+    virtual void begin_forward() {}
+    virtual void end_forward() {}
+
     // x[t] = E[tokens[t]] * scale for token rows; rows whose kinds[t] != 0 take embd[t]
     // (host [n][cols], soft tokens: not scaled). kinds / embd may be nullptr (all tokens).
     virtual void embed(const WeightView& E, const int32_t* tokens, const int8_t* kinds, const float* embd, float scale,
