@@ -77,9 +77,13 @@ def _media_args(args) -> list[tuple[str, str]]:
     return [(kind, path) for kind, path in getattr(args, "media", None) or []]
 
 
-def _sampling(args) -> dict:
-    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repetition_penalty=args.repeat_penalty, seed=args.seed)
+def _sampling(args):
+    """The SamplingParams of the command line (-n -1: up to the end of the context)."""
+    from .generation import SamplingParams
+
+    return SamplingParams(max_tokens=None if args.n_predict < 0 else args.n_predict, temperature=args.temp,
+                          top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                          repetition_penalty=args.repeat_penalty, seed=args.seed)
 
 
 def _write(text: str) -> None:
@@ -105,17 +109,17 @@ def _cmd_run(args) -> int:
         if media:
             prompt = "Describe this." if len(media) == 1 else "Describe these."
         print(f"(no prompt given: using {prompt!r}{' as a chat turn' if chat else ''})", file=sys.stderr)
-    n = None if args.n_predict < 0 else args.n_predict
+    params = _sampling(args)
     if chat:
         content = ([{"type": k, k: p} for k, p in media] + [{"type": "text", "text": prompt}]) if media else prompt
-        stream = m.chat([{"role": "user", "content": content}], stream=True, max_tokens=n, **_sampling(args))
+        stream = m.chat([{"role": "user", "content": content}], stream=True, params=params)
         for kind, value in stream:
             if kind == "content":
                 _write(value)
             elif kind == "tool_call":
                 _write(f"[tool call] {json.dumps(value, ensure_ascii=False)}\n")
     else:
-        stream = m.generate(prompt, stream=True, max_tokens=n, media=media or None, **_sampling(args))
+        stream = m.generate(prompt, params, stream=True, media=media or None)
         for piece in stream:
             _write(piece)
     _write("\n")
@@ -134,7 +138,7 @@ def _cmd_chat(args) -> int:
     interactive = sys.stdin.isatty()
     base = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(base)
-    n = None if args.n_predict < 0 else args.n_predict
+    params = _sampling(args)
     attached: list[tuple[str, str]] = _media_args(args)
     if interactive:
         print("(type a message; /image, /audio, /video PATH attach media; /reset clears the conversation, "
@@ -176,7 +180,7 @@ def _cmd_chat(args) -> int:
         messages.append({"role": "user", "content": content})
         parts, thinking, calls = [], [], []
         try:
-            stream = m.chat(messages, thinking=args.thinking, stream=True, max_tokens=n, **_sampling(args))
+            stream = m.chat(messages, thinking=args.thinking, stream=True, params=params)
         except UnigemmaError as e:  # a bad media file: say so, drop the turn, keep chatting
             print(f"(error: {e})", file=sys.stderr)
             messages.pop()
