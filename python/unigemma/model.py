@@ -8,6 +8,14 @@
     >>> r = m.chat([{"role": "user", "content": "Hi!"}])   # instruction-tuned models
     >>> r.content, r.message
 
+Generation: the options are one ``SamplingParams`` (``generate`` / ``chat`` keyword arguments of
+the same names build one). The token loop is ``generation.SequenceState`` (sampling, constraint
+masks, forced tool-call tokens, stop rules, text and chat parsing, logprobs), driven here on the
+model's own context by ``generation/local.py`` (one token per step, or speculative rounds with
+a drafter) and in ``unigemma serve`` by the batching scheduler, which builds its sequences with
+``prepare_chat`` / ``prepare_generate``; both report the finish reasons of
+``generation.events`` ("stop", "length", "tool_calls", "cancelled").
+
 Cache reuse: the model keeps one inference context and the list of tokens it holds. Each
 ``generate`` / ``chat`` / ``prefill`` call compares its prompt tokens with that list, keeps the
 longest common prefix (at least one prompt token is always evaluated, to get logits), drops the
@@ -359,7 +367,6 @@ class Model:
         """The rendered and tokenized prompt of ``chat`` (media embedded) and a factory of its
         ``SequenceState``. Raises ValueError for bad options before any evaluation."""
         from .chat.stream import CALL_CLOSE, CALL_OPEN
-        from .multimodal import collect_media
 
         params = SamplingParams.build(params, **sampling)
         tools, forced = _tool_choice(tools, tool_choice)
@@ -377,7 +384,8 @@ class Model:
                     constraint = lambda: ToolChoiceConstraint(self.tokenizer, funcs)  # noqa: E731
                     prefix = self.tokenize(CALL_OPEN + "call:", add_bos=False)
                 else:
-                    constraint = lambda: tool_call_constraint(self.tokenizer, funcs[forced] or {"type": "object"})  # noqa: E731
+                    params_schema = funcs[forced] or {"type": "object"}
+                    constraint = lambda: tool_call_constraint(self.tokenizer, params_schema)  # noqa: E731
                     prefix = self.tokenize(CALL_OPEN + f"call:{forced}", add_bos=False)
                 constraint()  # validates the schemas now
             except ValueError as e:
@@ -586,7 +594,8 @@ def _tool_choice(tools, choice):
         return tools, None
     if choice == "none":
         return None, None
-    names = [t["function"].get("name") for t in tools or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    names = [t["function"].get("name") for t in tools or []
+             if isinstance(t, dict) and isinstance(t.get("function"), dict)]
     if choice == "required":
         if not names:
             raise ValueError("tool_choice 'required' needs tools")

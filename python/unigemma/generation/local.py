@@ -30,6 +30,11 @@ def run(m, prompt, state: SequenceState, draft_tokens=None) -> Iterator[Event]:
     me = m._run_id
     t0 = time.perf_counter()
     spec = None
+    setting = m.draft_tokens if draft_tokens is None else draft_tokens
+    if m.drafter is not None and setting != 0:
+        from ..speculative import DraftLength, DraftStats
+
+        spec = _Drafting(DraftLength(setting), DraftStats())
     if state.max_tokens == 0:
         reused = 0
         t1 = t0
@@ -37,71 +42,67 @@ def run(m, prompt, state: SequenceState, draft_tokens=None) -> Iterator[Event]:
     else:
         row, reused = m._prefill(prompt)
         t1 = time.perf_counter()
-        setting = m.draft_tokens if draft_tokens is None else draft_tokens
-        if m.drafter is not None and setting != 0 and state.can_draft:
-            from ..speculative import DraftLength, DraftStats
-
-            spec = (DraftLength(setting), DraftStats(), [0, 0])  # [tokens handed out, target passes]
-            yield from _speculative(m, me, prompt, state, row, *spec)
-        else:
-            yield from _plain(m, me, state, row)
+        yield from _decode(m, me, prompt, state, row, spec)
     stats = make_stats(len(prompt.ids), reused, len(state.tokens), t1 - t0, time.perf_counter() - t1,
                        state.finish_reason, state.seed)
-    if spec is not None:
-        length, ds, (emitted, passes) = spec
-        stats.update(ds.as_dict(emitted, passes, length.setting))
+    if spec is not None and spec.passes:
+        stats.update(spec.stats.as_dict(spec.emitted, spec.passes, spec.length.setting))
     m.last_stats = stats
     return stats
 
 
-def _plain(m, me: int, state: SequenceState, row: np.ndarray) -> Iterator[Event]:
-    seq = m._cached
-    try:
-        while True:
-            for ev in state.step(row, seq):
-                yield ev
-                _check(m, me)
-            if state.finished:
-                return
-            _check(m, me)
-            t = state.last_token
-            seq.append(t)
-            row = m._ctx.eval(np.asarray([t], dtype=np.int32))[0]
-            m.n_evaluated += 1
-    finally:
-        if m._run_id == me:
-            del seq[m._ctx.n_past:]  # after an interrupt the context may hold fewer tokens
+class _Drafting:
+    def __init__(self, length, stats) -> None:
+        self.length, self.stats = length, stats
+        self.emitted = 0   # tokens handed out since the first round (tokens per target pass)
+        self.passes = 0    # speculative target passes
 
 
-def _speculative(m, me: int, prompt, state: SequenceState, row, length, ds, counts) -> Iterator[Event]:
+def _decode(m, me: int, prompt, state: SequenceState, row: np.ndarray, spec: _Drafting | None) -> Iterator[Event]:
+    """Step on the prefill row, then per token: a speculative round when a drafter is loaded and
+    ``state.can_draft``, else evaluate the pending token and step on its row."""
     from ..speculative import speculative_round
 
     ctx, seq = m._ctx, m._cached
-    h = ctx.last_hidden[-1].copy()  # post-norm hidden of the last prompt token
+    h = None  # hidden row before the pending token, when a round left it (else ctx.last_hidden)
     try:
-        counts[0] += 1
         for ev in state.step(row, seq):
             yield ev
             _check(m, me)
         while not state.finished:
             _check(m, me)
-            k = max(1, min(length.k, state.max_tokens - len(state.tokens)))
-            accepted, nxt, h = speculative_round(m.drafter, ctx, seq, state.last_token, h, k, state.sampler,
-                                                 state.params.greedy, state.history_n, ds)
-            m.n_evaluated += k + 1
-            counts[1] += 1
-            length.update(len(accepted), k)
-            for t in accepted + [nxt]:
-                counts[0] += 1
-                for ev in state.take(t):
-                    yield ev
-                    _check(m, me)
-                if state.finished:
-                    break
+            if spec is not None and state.can_draft:
+                k = state.draft_len(spec.length.k)
+                if h is None:
+                    h = ctx.last_hidden[-1].copy()  # post-norm hidden of the last evaluated token
+                accepted, nxt, h = speculative_round(m.drafter, ctx, seq, state.last_token, h, k, state.sampler,
+                                                     state.params.greedy, state.history_n, spec.stats)
+                m.n_evaluated += k + 1
+                spec.passes += 1
+                spec.length.update(len(accepted), k)
+                for t in accepted + [nxt]:
+                    spec.emitted += 1
+                    for ev in state.take(t):
+                        yield ev
+                        _check(m, me)
+                    if state.finished:
+                        break
+                continue
+            t = state.last_token
+            seq.append(t)
+            row = m._ctx.eval(np.asarray([t], dtype=np.int32))[0]
+            m.n_evaluated += 1
+            h = None
+            if spec is not None and spec.passes:
+                spec.emitted += 1
+            for ev in state.step(row, seq):
+                yield ev
+                _check(m, me)
     finally:
         if m._run_id == me:
-            # the consumer may stop in the middle of a round: the cache keeps at most the
-            # prompt and the tokens it received (never a draft it did not take)
+            # after a round the consumer may stop before taking every accepted draft: the
+            # cache keeps at most the prompt and the tokens handed out (never a draft it did
+            # not take); after an interrupt the context may hold fewer tokens than the list
             want = len(prompt.ids) + len(state.tokens)
             if ctx.n_past > want and not ctx.truncate(want):
                 ctx.reset()

@@ -75,9 +75,10 @@ class SamplingParams:
         set_("top_k", int(_number("top_k", self.top_k, 0, 1 << 31, integer=True)))
         set_("top_p", float(_number("top_p", self.top_p, 0.0, 1.0)))
         set_("min_p", float(_number("min_p", self.min_p, 0.0, 1.0)))
-        set_("repetition_penalty", float(_number("repetition_penalty", self.repetition_penalty, 1e-6, float("inf"))))
-        set_("frequency_penalty", float(_number("frequency_penalty", self.frequency_penalty, -float("inf"), float("inf"))))
-        set_("presence_penalty", float(_number("presence_penalty", self.presence_penalty, -float("inf"), float("inf"))))
+        inf = float("inf")
+        set_("repetition_penalty", float(_number("repetition_penalty", self.repetition_penalty, 1e-6, inf)))
+        set_("frequency_penalty", float(_number("frequency_penalty", self.frequency_penalty, -inf, inf)))
+        set_("presence_penalty", float(_number("presence_penalty", self.presence_penalty, -inf, inf)))
         set_("penalty_last_n", int(_number("penalty_last_n", self.penalty_last_n, 0, 1 << 31, integer=True)))
         if self.seed is not None:
             set_("seed", int(_number("seed", self.seed, -(1 << 63), (1 << 64) - 1, integer=True)) & ((1 << 63) - 1))

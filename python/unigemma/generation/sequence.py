@@ -72,10 +72,17 @@ class SequenceState:
 
     @property
     def can_draft(self) -> bool:
-        """Whether speculative rounds may produce the next tokens: only plain sampling (a round
-        verifies tokens with the sampler alone: no mask, no forced tokens, no logprobs)."""
+        """Whether a speculative round may produce the next tokens: only plain sampling (a round
+        verifies tokens with the sampler alone: no mask, no forced tokens, no logprobs). Both
+        drivers follow this rule and ``draft_len``, so a seeded sampled run draws the same
+        random numbers in the library and the server."""
         return (not self.finished and self.constraint is None and self.logprobs is None
                 and not self.prefix_tokens and not self.suffix_tokens)
+
+    def draft_len(self, k: int) -> int:
+        """A round's draft count for a preferred k: never past max_tokens (a round hands out up
+        to k + 1 tokens, the last one is not evaluated, so the context needs no extra room)."""
+        return max(1, min(k, self.max_tokens - len(self.tokens)))
 
     def history(self, keys) -> list[int]:
         """The penalties' history: the last ``penalty_last_n`` ids of the cache keys ``keys``."""

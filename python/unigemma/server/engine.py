@@ -45,7 +45,7 @@ import numpy as np
 from .. import _core
 from ..generation.cache import common_prefix, resume_point
 from ..generation.sequence import PreparedGeneration, SequenceState
-from ..speculative import MAX_DRAFT, adapt_draft_len, speculative_round
+from ..speculative import DraftLength, speculative_round
 
 
 class QueueFullError(Exception):
@@ -97,7 +97,8 @@ class _Slot:
         self.pending: int | None = None  # decode: sampled token not yet in the cache
         self.n_counted = 0              # the request's tokens counted in stats["completion_tokens"]
         self.last_used = 0.0
-        self.draft_k = 4                # adaptive draft length (speculative.py's rule)
+        self.draft: DraftLength | None = None  # the request's draft length (as the library's)
+        self.h = None                   # after a round: the hidden row of the last kept token
 
 
 class Engine:
@@ -232,7 +233,9 @@ class Engine:
         keep = resume_point(slot.ctx, slot.cached, req.keys, req.kinds)
         del slot.cached[keep:]
         req.reused = keep
-        slot.req, slot.state, slot.pos, slot.pending, slot.n_counted = req, "prefill", keep, None, 0
+        slot.req, slot.state, slot.pos, slot.pending, slot.n_counted, slot.h = req, "prefill", keep, None, 0, None
+        if self.model.drafter is not None:
+            slot.draft = DraftLength(self.model.draft_tokens)
         self._emit(req, ("started", slot.index))
         self.stats["prompt_tokens"] += len(ids)
         self.stats["prompt_tokens_reused"] += keep
@@ -262,7 +265,7 @@ class Engine:
         self.stats["decode_rows"] += len(dec)
         for s, row in zip(dec, rows):
             s.cached.append(s.pending)
-            s.pending = None
+            s.pending, s.h = None, None
             self._guard(s, self._next_token, row)
 
     def _guard(self, s: _Slot, fn, *args) -> None:
@@ -326,19 +329,22 @@ class Engine:
     # -- speculative decoding (one generating slot, a drafter loaded) -------------------------------
     def _can_draft(self, s: _Slot) -> bool:
         st = s.req.state
-        return (self.model.drafter is not None and st.can_draft and len(st.tokens) + 1 < st.max_tokens
-                and s.ctx.n_past + MAX_DRAFT + 2 <= self.n_ctx)
+        return (self.model.drafter is not None and st.can_draft
+                and s.ctx.n_past + st.draft_len(s.draft.k) + 1 <= self.n_ctx)
 
     def _draft_round(self, s: _Slot) -> None:
         """speculative.speculative_round after the pending token, then the accepted drafts and
         the next token go to the request's SequenceState (the pending token was handed out when
         it was sampled)."""
         st = s.req.state
-        k = max(1, min(s.draft_k, st.max_tokens - len(st.tokens), MAX_DRAFT))
-        accepted, nxt, _ = speculative_round(self.model.drafter, s.ctx, s.cached, s.pending,
-                                             s.ctx.last_hidden[-1].copy(), k, st.sampler, st.params.greedy,
-                                             st.history_n)
-        s.draft_k = adapt_draft_len(s.draft_k, len(accepted), k)
+        k = st.draft_len(s.draft.k)
+        # the drafter starts from the hidden row of the token before the pending one: the last
+        # evaluated row after a plain step, the last kept row after a round (the context's
+        # last_hidden then still ends with the rejected drafts)
+        h = s.h if s.h is not None else s.ctx.last_hidden[-1].copy()
+        accepted, nxt, s.h = speculative_round(self.model.drafter, s.ctx, s.cached, s.pending, h, k, st.sampler,
+                                               st.params.greedy, st.history_n)
+        s.draft.update(len(accepted), k)
         self.stats["drafted"] += k
         self.stats["draft_accepted"] += len(accepted)
         self.stats["decode_steps"] += 1
