@@ -209,6 +209,7 @@ def _cmd_chat(args) -> int:
 
 
 def _model_args(s, n_predict: int = 256) -> None:
+    from .generation import SamplingParams
     from .model import KV_TYPES
 
     s.add_argument("model", nargs="?", help="GGUF file (default: the embedded Gemma 3 270M)")
@@ -219,12 +220,13 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
     s.add_argument("--precision", default="q8", choices=("q8", "q16"),
                    help="activation precision of quantized matmuls: q8 (fast, llama.cpp's) or q16 (near-float)")
-    s.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy, the default)")
-    s.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
-    s.add_argument("--top-k", type=int, default=0, help="top-k (0 = off)")
-    s.add_argument("--top-p", type=float, default=1.0, help="top-p (1 = off)")
-    s.add_argument("--min-p", type=float, default=0.0, help="min-p (0 = off)")
-    s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1 = off)")
+    d = SamplingParams()  # the defaults are SamplingParams'
+    s.add_argument("--temp", type=float, default=d.temperature, help="temperature (0 = greedy, the default)")
+    s.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default: random)")
+    s.add_argument("--top-k", type=int, default=d.top_k, help="top-k (0 = off)")
+    s.add_argument("--top-p", type=float, default=d.top_p, help="top-p (1 = off)")
+    s.add_argument("--min-p", type=float, default=d.min_p, help="min-p (0 = off)")
+    s.add_argument("--repeat-penalty", type=float, default=d.repetition_penalty, help="repetition penalty (1 = off)")
     s.add_argument("-v", "--verbose", action="store_true", help="log model and KV cache facts to stderr")
     s.add_argument("--mmproj", metavar="FILE", help="multimodal projector GGUF (ours or llama.cpp's) for media input")
     s.add_argument("--draft", metavar="FILE", help="MTP drafter GGUF (the assistant): speculative decoding, same output")

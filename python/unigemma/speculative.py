@@ -22,7 +22,10 @@ token do not depend on the batch it is evaluated in (true for F32/F16/BF16/K-qua
 the attention; see BENCHMARKS.md / issue 7 for Q4_0/Q8_0 GEMM).
 
 Draft length: fixed (``draft_tokens=N``) or adaptive (``"auto"``: start at 4, +1 after a fully
-accepted round, -1 after a round whose first draft was rejected, within [1, 8]).
+accepted round, -1 after a round whose first draft was rejected, within [1, 8]), per generation.
+
+``speculative_round`` is one round on any context; the library's driver (generation/local.py)
+and the server's scheduler call it and hand the kept tokens to their ``SequenceState``.
 """
 from __future__ import annotations
 

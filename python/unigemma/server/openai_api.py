@@ -55,20 +55,24 @@ def _number(body: dict, key: str, default, lo: float, hi: float, integer: bool =
     return v
 
 
+OPENAI_TEMPERATURE = 1.0  # OpenAI's default when a request gives none (the library's is greedy)
+
+
 def parse_sampling(body: dict, chat: bool) -> SamplingParams:
     """The SamplingParams of a /v1/chat/completions or /v1/completions body, except max_tokens
     (``parse_max_tokens``: it depends on the prompt). OpenAI's defaults where the body is
-    silent (temperature 1); everything else is SamplingParams' default."""
+    silent (``OPENAI_TEMPERATURE``); everything else is SamplingParams' default."""
+    d = SamplingParams()
     out: dict[str, Any] = {}
-    out["temperature"] = float(_number(body, "temperature", 1.0, 0.0, 2.0))
-    out["top_p"] = float(_number(body, "top_p", 1.0, 0.0, 1.0))
+    out["temperature"] = float(_number(body, "temperature", OPENAI_TEMPERATURE, 0.0, 2.0))
+    out["top_p"] = float(_number(body, "top_p", d.top_p, 0.0, 1.0))
     if out["top_p"] == 0.0:
         out["top_p"], out["temperature"] = 1.0, 0.0  # top_p 0 keeps only the most likely token
-    out["top_k"] = int(_number(body, "top_k", 0, 0, 1 << 20, integer=True))
-    out["min_p"] = float(_number(body, "min_p", 0.0, 0.0, 1.0))
-    out["frequency_penalty"] = float(_number(body, "frequency_penalty", 0.0, -2.0, 2.0))
-    out["presence_penalty"] = float(_number(body, "presence_penalty", 0.0, -2.0, 2.0))
-    out["repetition_penalty"] = float(_number(body, "repetition_penalty", 1.0, 0.01, 10.0))
+    out["top_k"] = int(_number(body, "top_k", d.top_k, 0, 1 << 20, integer=True))
+    out["min_p"] = float(_number(body, "min_p", d.min_p, 0.0, 1.0))
+    out["frequency_penalty"] = float(_number(body, "frequency_penalty", d.frequency_penalty, -2.0, 2.0))
+    out["presence_penalty"] = float(_number(body, "presence_penalty", d.presence_penalty, -2.0, 2.0))
+    out["repetition_penalty"] = float(_number(body, "repetition_penalty", d.repetition_penalty, 0.01, 10.0))
     out["seed"] = _number(body, "seed", None, -(1 << 63), (1 << 64) - 1, integer=True)
     n = _number(body, "n", 1, 1, 1, integer=True)
     del n  # only n=1 (the range check above says so)
