@@ -239,6 +239,22 @@ def test_engine_batch_rows_give_the_library_token_ids(lib, srv):
                                rtol=0, atol=1e-5)
 
 
+def test_generate_logprobs_results_and_streams(lib):
+    lib.reset()
+    r = lib.generate("The quick brown fox", max_tokens=10, stop_tokens=[], logprobs=True, top_logprobs=1)
+    assert [e.id for e in r.logprobs] == r.tokens and all(len(e.top_logprobs) == 1 for e in r.logprobs)
+    ref = ref_logprobs(lib, lib.tokenize("The quick brown fox"), r.tokens)
+    assert np.allclose([e.logprob for e in r.logprobs], ref.max(axis=1), atol=1e-4)  # greedy: the top token
+    s = lib.generate("The quick brown fox", max_tokens=10, stop_tokens=[], logprobs=True, stream=True)
+    events = list(s)
+    assert {k for k, _ in events} == {"token", "text"} and all(isinstance(ev, unigemma.Event) for ev in events)
+    assert [v.id for k, v in events if k == "token"] == r.tokens == s.result.tokens
+    assert "".join(v for k, v in events if k == "text") == r.text == s.result.text
+    plain = lib.generate("The quick brown fox", max_tokens=10, stop_tokens=[], stream=True)
+    pieces = list(plain)
+    assert all(isinstance(p, str) for p in pieces) and "".join(pieces) == r.text and plain.result.logprobs is None
+
+
 # -- tool_choice in the library ---------------------------------------------------------------------
 def test_forced_tool_choice_in_the_library_and_the_server(lib, srv):
     msgs = user("Forecast for Oslo?")

@@ -145,7 +145,7 @@ class TextAssembler:
 
 class Stream:
     """Iterator over the pieces of a streamed generation (``str`` for ``generate``, event tuples
-    for ``chat``). ``result`` holds the ``GenerationResult`` / ``ChatResult`` once the iterator is
+    for ``chat`` and for ``generate`` with logprobs; see ``unigemma.generation.events``). ``result`` holds the ``GenerationResult`` / ``ChatResult`` once the iterator is
     exhausted; ``close()`` stops the generation early (the model's cache stays consistent)."""
 
     def __init__(self, gen: Iterator) -> None:
