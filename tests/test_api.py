@@ -151,10 +151,10 @@ def test_max_tokens_eog_and_logit_bias(g3):
     assert len(r.tokens) == 5 and r.stats["finish_reason"] == "length"
     first = r.tokens[0]
     e = g3.generate(PROMPT, max_tokens=5, stop_tokens=[first])
-    assert e.tokens == [] and e.text == "" and e.stats["finish_reason"] == "eog"
+    assert e.tokens == [] and e.text == "" and e.stats["finish_reason"] == "stop"
     eog = g3.tokenizer.eog_ids[0]
     f = g3.generate(PROMPT, max_tokens=5, logit_bias={eog: 1e4})
-    assert f.tokens == [] and f.stats["finish_reason"] == "eog"  # eog ids stop by default
+    assert f.tokens == [] and f.stats["finish_reason"] == "stop"  # eog ids stop by default
     forced = g3.tokenize(" sea", add_bos=False)[0]
     b = g3.generate(PROMPT, max_tokens=3, logit_bias={forced: 1e4})
     assert b.tokens == [forced] * 3
@@ -384,7 +384,7 @@ def test_chat_tool_call_round_trip(g4, monkeypatch):
     msgs = [{"role": "user", "content": "Weather in Paris?"}]
     r = g4.chat(msgs, tools=TOOLS)
     assert r.tool_calls == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
-    assert r.content == "" and r.errors == [] and r.stats["finish_reason"] == "eog"
+    assert r.content == "" and r.errors == [] and r.stats["finish_reason"] == "tool_calls"
     assert r.tokens == ids[:-1]
     call = r.message["tool_calls"][0]
     assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'} and call["type"] == "function"
@@ -395,7 +395,7 @@ def test_chat_tool_call_round_trip(g4, monkeypatch):
     p2 = g4.tokenize(unigemma.chat_format.render_gemma4(msgs, tools=TOOLS))
     p1 = g4.tokenize(unigemma.chat_format.render_gemma4(msgs[:1], tools=TOOLS))
     r2 = g4.chat(msgs, tools=TOOLS)
-    assert r2.content == "Sunny." and r2.tool_calls == [] and r2.stats["finish_reason"] == "eog"
+    assert r2.content == "Sunny." and r2.tool_calls == [] and r2.stats["finish_reason"] == "stop"
     held = p1 + ids[:-1]
     common = next(i for i, (a, b) in enumerate(zip(held, p2)) if a != b)
     # history turns drop the empty thought channel that ends the generation prompt

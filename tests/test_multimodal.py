@@ -265,7 +265,7 @@ def test_video_layout_and_logits_match_transformers(files, hf_model):
     expect = rendered.replace("<|video|>", " ".join(f"{t} <|image>{'<|video|>' * f.n_tokens}<image|>"
                                                     for t, f in zip(stamps, frames)))
     assert mp.ids == m.tokenize(expect, add_bos=True, special=True)
-    ctx_logits = m._new_context(len(ids)).eval(np.asarray(ids, np.int32), all_logits=True,
+    ctx_logits = m.new_context(len(ids)).eval(np.asarray(ids, np.int32), all_logits=True,
                                                embeddings=mp.slice_inputs(0, 64)[0], kinds=mp.kinds)
     hf = hf_model("default")
     with torch.no_grad():

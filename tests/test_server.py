@@ -331,9 +331,8 @@ def test_queue_full_gives_429_with_retry_after():
     eng = Engine(m, n_parallel=1, n_ctx=256, max_queue=1)
     try:
         def req():
-            s, _ = m._sampler()
-            return EngineRequest(ids=[2, 100], keys=[2, 100], embeddings=None, kinds=None, max_tokens=50,
-                                 sampler=s, stop_ids=set(), stops=[], special=False, sink=lambda ev: None)
+            prep = m.prepare_generate([2, 100], unigemma.SamplingParams(stop_tokens=[]))
+            return EngineRequest.from_prepared(prep, 50, m.hparams["n_embd"], sink=lambda ev: None)
         eng.submit(req())
         t0 = time.time()
         while eng.snapshot()["slots_busy"] == 0:

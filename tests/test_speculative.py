@@ -119,7 +119,7 @@ def test_stats_streaming_and_stop_mid_round(gguf_of):
     # a stop token that the drafter proposed and the target accepted ends the run there
     stop = base.tokens[5]
     r = m.generate(prompt, max_tokens=40, stop_tokens=[stop])
-    assert r.tokens == base.tokens[:base.tokens.index(stop)] and r.stats["finish_reason"] == "eog"
+    assert r.tokens == base.tokens[:base.tokens.index(stop)] and r.stats["finish_reason"] == "stop"
     assert m.generate(prompt, max_tokens=40, stop_tokens=[]).tokens == base.tokens
     with pytest.raises(ValueError, match="draft_tokens"):
         m.generate(prompt, max_tokens=4, draft_tokens=9)

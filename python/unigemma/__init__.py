@@ -17,6 +17,7 @@ from ._core import (  # noqa: F401
 )
 
 from .generate import ChatResult, GenerationResult, Stream  # noqa: E402
+from .generation import Event, SamplingParams, TokenLogprob  # noqa: E402
 from .preprocess.errors import MediaError  # noqa: E402
 from .model import Model  # noqa: E402
 
@@ -27,6 +28,9 @@ __all__ = [
     "GenerationResult",
     "ChatResult",
     "Stream",
+    "SamplingParams",
+    "Event",
+    "TokenLogprob",
     "GGUFFile",
     "TensorInfo",
     "UnigemmaError",

@@ -77,9 +77,13 @@ def _media_args(args) -> list[tuple[str, str]]:
     return [(kind, path) for kind, path in getattr(args, "media", None) or []]
 
 
-def _sampling(args) -> dict:
-    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repetition_penalty=args.repeat_penalty, seed=args.seed)
+def _sampling(args):
+    """The SamplingParams of the command line (-n -1: up to the end of the context)."""
+    from .generation import SamplingParams
+
+    return SamplingParams(max_tokens=None if args.n_predict < 0 else args.n_predict, temperature=args.temp,
+                          top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                          repetition_penalty=args.repeat_penalty, seed=args.seed)
 
 
 def _write(text: str) -> None:
@@ -105,17 +109,17 @@ def _cmd_run(args) -> int:
         if media:
             prompt = "Describe this." if len(media) == 1 else "Describe these."
         print(f"(no prompt given: using {prompt!r}{' as a chat turn' if chat else ''})", file=sys.stderr)
-    n = None if args.n_predict < 0 else args.n_predict
+    params = _sampling(args)
     if chat:
         content = ([{"type": k, k: p} for k, p in media] + [{"type": "text", "text": prompt}]) if media else prompt
-        stream = m.chat([{"role": "user", "content": content}], stream=True, max_tokens=n, **_sampling(args))
+        stream = m.chat([{"role": "user", "content": content}], stream=True, params=params)
         for kind, value in stream:
             if kind == "content":
                 _write(value)
             elif kind == "tool_call":
                 _write(f"[tool call] {json.dumps(value, ensure_ascii=False)}\n")
     else:
-        stream = m.generate(prompt, stream=True, max_tokens=n, media=media or None, **_sampling(args))
+        stream = m.generate(prompt, params, stream=True, media=media or None)
         for piece in stream:
             _write(piece)
     _write("\n")
@@ -134,7 +138,7 @@ def _cmd_chat(args) -> int:
     interactive = sys.stdin.isatty()
     base = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(base)
-    n = None if args.n_predict < 0 else args.n_predict
+    params = _sampling(args)
     attached: list[tuple[str, str]] = _media_args(args)
     if interactive:
         print("(type a message; /image, /audio, /video PATH attach media; /reset clears the conversation, "
@@ -176,7 +180,7 @@ def _cmd_chat(args) -> int:
         messages.append({"role": "user", "content": content})
         parts, thinking, calls = [], [], []
         try:
-            stream = m.chat(messages, thinking=args.thinking, stream=True, max_tokens=n, **_sampling(args))
+            stream = m.chat(messages, thinking=args.thinking, stream=True, params=params)
         except UnigemmaError as e:  # a bad media file: say so, drop the turn, keep chatting
             print(f"(error: {e})", file=sys.stderr)
             messages.pop()
@@ -205,6 +209,7 @@ def _cmd_chat(args) -> int:
 
 
 def _model_args(s, n_predict: int = 256) -> None:
+    from .generation import SamplingParams
     from .model import KV_TYPES
 
     s.add_argument("model", nargs="?", help="GGUF file (default: the embedded Gemma 3 270M)")
@@ -215,12 +220,13 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
     s.add_argument("--precision", default="q8", choices=("q8", "q16"),
                    help="activation precision of quantized matmuls: q8 (fast, llama.cpp's) or q16 (near-float)")
-    s.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy, the default)")
-    s.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
-    s.add_argument("--top-k", type=int, default=0, help="top-k (0 = off)")
-    s.add_argument("--top-p", type=float, default=1.0, help="top-p (1 = off)")
-    s.add_argument("--min-p", type=float, default=0.0, help="min-p (0 = off)")
-    s.add_argument("--repeat-penalty", type=float, default=1.0, help="repetition penalty (1 = off)")
+    d = SamplingParams()  # the defaults are SamplingParams'
+    s.add_argument("--temp", type=float, default=d.temperature, help="temperature (0 = greedy, the default)")
+    s.add_argument("--seed", type=int, default=d.seed, help="sampling seed (default: random)")
+    s.add_argument("--top-k", type=int, default=d.top_k, help="top-k (0 = off)")
+    s.add_argument("--top-p", type=float, default=d.top_p, help="top-p (1 = off)")
+    s.add_argument("--min-p", type=float, default=d.min_p, help="min-p (0 = off)")
+    s.add_argument("--repeat-penalty", type=float, default=d.repetition_penalty, help="repetition penalty (1 = off)")
     s.add_argument("-v", "--verbose", action="store_true", help="log model and KV cache facts to stderr")
     s.add_argument("--mmproj", metavar="FILE", help="multimodal projector GGUF (ours or llama.cpp's) for media input")
     s.add_argument("--draft", metavar="FILE", help="MTP drafter GGUF (the assistant): speculative decoding, same output")

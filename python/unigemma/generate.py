@@ -26,13 +26,21 @@ class GenerationResult:
             tokens that spelled a stop string (they are in the model's cache).
     stats:  prompt_tokens, reused_tokens (prompt tokens served from the cache),
             prompt_eval_tokens, generated_tokens, prefill_s, decode_s, prefill_tps, decode_tps,
-            finish_reason ("stop": a stop string, "eog": an end-of-generation / stop token,
-            "length": max_tokens reached), seed.
+            finish_reason ("stop": an end-of-generation / stop token, a stop string or a
+            complete response_format value; "length": max_tokens reached; chat also
+            "tool_calls"; see ``unigemma.generation.events``), seed.
+    logprobs: with ``logprobs=True``, one ``TokenLogprob`` per sampled token (forced tokens of a
+            tool_choice have none), else None.
     """
 
     text: str
     tokens: list[int]
     stats: dict
+    logprobs: list | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        return self.stats["finish_reason"]
 
 
 @dataclass
@@ -48,6 +56,7 @@ class ChatResult:
     stats:      as for ``GenerationResult.stats``.
     errors:     tool calls the parser could not read (their text is kept in ``content``).
     tokens:     the generated token ids.
+    logprobs:   as for ``GenerationResult.logprobs``.
     """
 
     content: str
@@ -57,6 +66,11 @@ class ChatResult:
     stats: dict
     errors: list[str] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    logprobs: list | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        return self.stats["finish_reason"]
 
 
 def openai_tool_calls(calls: Iterable[dict]) -> list[dict]:
@@ -131,7 +145,7 @@ class TextAssembler:
 
 class Stream:
     """Iterator over the pieces of a streamed generation (``str`` for ``generate``, event tuples
-    for ``chat``). ``result`` holds the ``GenerationResult`` / ``ChatResult`` once the iterator is
+    for ``chat`` and for ``generate`` with logprobs; see ``unigemma.generation.events``). ``result`` holds the ``GenerationResult`` / ``ChatResult`` once the iterator is
     exhausted; ``close()`` stops the generation early (the model's cache stays consistent)."""
 
     def __init__(self, gen: Iterator) -> None:

@@ -8,6 +8,14 @@
     >>> r = m.chat([{"role": "user", "content": "Hi!"}])   # instruction-tuned models
     >>> r.content, r.message
 
+Generation: the options are one ``SamplingParams`` (``generate`` / ``chat`` keyword arguments of
+the same names build one). The token loop is ``generation.SequenceState`` (sampling, constraint
+masks, forced tool-call tokens, stop rules, text and chat parsing, logprobs), driven here on the
+model's own context by ``generation/local.py`` (one token per step, or speculative rounds with
+a drafter) and in ``unigemma serve`` by the batching scheduler, which builds its sequences with
+``prepare_chat`` / ``prepare_generate``; both report the finish reasons of
+``generation.events`` ("stop", "length", "tool_calls", "cancelled").
+
 Cache reuse: the model keeps one inference context and the list of tokens it holds. Each
 ``generate`` / ``chat`` / ``prefill`` call compares its prompt tokens with that list, keeps the
 longest common prefix (at least one prompt token is always evaluated, to get logits), drops the
@@ -25,52 +33,22 @@ raise RuntimeError when resumed.
 from __future__ import annotations
 
 import os
-import random
 import sys
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from . import _core
 from ._core import ContextOverflowError
-from .generate import (ChatResult, GenerationResult, Stream, TextAssembler, assistant_message, make_stats)
+from .generate import ChatResult, GenerationResult, Stream, assistant_message
+from .generation.cache import resume_point
+from .generation.params import SamplingParams
+from .generation.sequence import PreparedGeneration, SequenceState
 from .multimodal import (PLACEHOLDERS, MediaPrompt, assign_rows, collect_media, expand_placeholders,
                          normalize_media)
 
 KV_TYPES = ("f32", "f16", "q8_0", "q4_0")
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def history_ids(seq: Sequence, n: int) -> list[int]:
-    """The token ids of the last n cache keys of ``seq`` (penalty history; soft-token keys carry
-    their placeholder id first). n <= 0: none."""
-    if n <= 0:
-        return []
-    return [k if isinstance(k, int) else k[0] for k in seq[-n:]]
-
-
-def resume_point(ctx, cached: Sequence, keys: Sequence, kinds) -> int:
-    """How many leading prompt positions a context holding ``cached`` keeps for a prompt with
-    cache ``keys``: the longest common prefix, less at least one token (logits are needed), never
-    inside an image block (its tokens see each other); the context is truncated there, or reset
-    (returns 0) when a sliding-window ring cannot resume. The caller drops its keys past it."""
-    n = len(keys)
-    keep = min(_common_prefix(cached, keys), n - 1)
-    if kinds is not None:
-        while 0 < keep < n and kinds[keep] == 1 and kinds[keep - 1] == 1:
-            keep -= 1
-    if keep < ctx.n_past and not ctx.truncate(keep):
-        ctx.reset()
-        keep = 0
-    return keep
 
 
 class Model:
@@ -173,7 +151,7 @@ class Model:
         self.draft_tokens = draft_tokens
         if draft is not None:
             self.drafter = self._load_drafter(draft, draft_centroids)
-        self._ctx = self._new_context(self.n_ctx)
+        self._ctx = self.new_context(self.n_ctx)
         self._cached: list[int] = []  # tokens the context holds, in order
         self._run_id = 0
         self.n_evaluated = 0          # tokens evaluated in the generation context so far
@@ -205,7 +183,10 @@ class Model:
     def _log(msg: str) -> None:
         print(f"unigemma: {msg}", file=sys.stderr)
 
-    def _new_context(self, n_ctx: int):
+    def new_context(self, n_ctx: int | None = None):
+        """A fresh ``_core.Context`` of this model with its settings (KV types, threads, n_ubatch,
+        activation precision); n_ctx None: the model's."""
+        n_ctx = self.n_ctx if n_ctx is None else int(n_ctx)
         return _core.Context(self.text_model, n_ctx=n_ctx, n_ubatch=self.n_ubatch, n_threads=self.n_threads,
                              k_type=self.kv_type_k, v_type=self.kv_type_v, act_precision=self.act_precision)
 
@@ -267,7 +248,7 @@ class Model:
         toks = np.asarray(mp.ids, dtype=np.int32)
         if toks.ndim != 1 or toks.size == 0:
             raise ValueError("logits() needs a non-empty 1-D sequence of token ids")
-        ctx = self._new_context(int(toks.size))
+        ctx = self.new_context(int(toks.size))
         emb, kinds = mp.slice_inputs(0, self.hparams["n_embd"])
         return ctx.eval(toks, all_logits=True, embeddings=emb, kinds=kinds)
 
@@ -300,23 +281,16 @@ class Model:
         return out[0], keep
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, prompt: str | Sequence[int], max_tokens: int | None = 256, temperature: float = 0.0,
-                 top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repetition_penalty: float = 1.0,
-                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, penalty_last_n: int = 64,
-                 seed: int | None = None, stop: str | Sequence[str] | None = None,
-                 stop_tokens: Iterable[int] | None = None, logit_bias: dict[int, float] | None = None,
-                 stream: bool = False, truncate_prompt: bool = False, add_bos: bool = True, media=None,
-                 draft_tokens=None):
+    def generate(self, prompt: str | Sequence[int], params: SamplingParams | None = None, *, stream: bool = False,
+                 truncate_prompt: bool = False, add_bos: bool = True, media=None, draft_tokens=None,
+                 **sampling: Any):
         """Generate a continuation of ``prompt`` (text, tokenized with special tokens recognized and
         BOS added unless already there; or a list of token ids, used as is).
 
-        Sampling: temperature <= 0 is greedy; otherwise top_k (0: off), top_p, min_p, then the
-        temperature. Penalties look at the last ``penalty_last_n`` tokens (prompt included).
-        seed: None draws a random one (reported in ``stats["seed"]``); the same seed, prompt and
-        settings give the same tokens. logit_bias: {token id: added logit}.
-        Stopping: ``max_tokens`` (None: up to the end of the context), the tokenizer's
-        end-of-generation ids (``stop_tokens`` replaces that set; ``[]`` disables it), or one of
-        the ``stop`` strings (never included in the output).
+        ``params``: a ``SamplingParams`` (sampling, stop rules, logprobs, response_format); the
+        keyword arguments ``sampling`` are its field names and replace those fields
+        (``generate(p, temperature=0.7, max_tokens=32)``). Unlike ``chat``, ``generate`` without
+        ``params`` and without ``max_tokens`` stops after ``GENERATE_MAX_TOKENS`` (256) tokens.
         Context: prompt tokens + max_tokens must fit in n_ctx, else ContextOverflowError before any
         work; with ``truncate_prompt=True`` the prompt keeps its BOS (if any) and its last
         tokens so that it fits (at least one prompt token must remain).
@@ -324,9 +298,58 @@ class Model:
         pairs or chat-style parts (``{"type": "image", "image": source}``); source: a path, bytes,
         a NumPy array or a PIL image. The i-th ``<|image|>`` / ``<|audio|>`` / ``<|video|>`` in the
         prompt text stands for the i-th item; without placeholders the items go first.
-        Returns a ``GenerationResult``, or with ``stream=True`` a ``Stream`` of text pieces whose
-        ``.result`` is set at the end.
+        draft_tokens: with a drafter, this call's draft length (1..8, "auto", 0: no drafting).
+        Speculative rounds are used only for plain sampling (no response_format, no logprobs).
+        Returns a ``GenerationResult``, or with ``stream=True`` a ``Stream`` whose ``.result`` is
+        set at the end; it yields the text pieces (``str``), or with ``logprobs`` the events
+        ``("token", TokenLogprob)`` and ``("text", str)`` (see ``unigemma.generation.events``).
         """
+        if params is None and "max_tokens" not in sampling:
+            sampling["max_tokens"] = GENERATE_MAX_TOKENS
+        prep = self.prepare_generate(prompt, params, add_bos=add_bos, media=media, **sampling)
+        mp, max_tokens = self._fit_prompt(prep.prompt, prep.params.max_tokens, truncate_prompt)
+        gen = self._generate_events(mp, prep.start(max_tokens), draft_tokens)
+        if stream:
+            return Stream(gen)
+        return _drain(gen)
+
+    def chat(self, messages: list[dict], tools: list[dict] | None = None, thinking: bool = False,
+             stream: bool = False, params: SamplingParams | None = None, *, tool_choice="auto",
+             truncate_prompt: bool = False, draft_tokens=None, **sampling: Any):
+        """One assistant turn for OpenAI-style ``messages``.
+
+        The prompt format follows the architecture: Gemma 4 (tools, thinking) or Gemma 3
+        (``tools`` and ``thinking`` not supported). Generation runs until the end of the turn
+        (or ``max_tokens``; None: the end of the context) and the output is parsed into content,
+        thinking and tool calls. ``params`` / ``sampling``: as for ``generate`` (``response_format``
+        constrains the content to JSON; ``stop_tokens`` replaces the end-of-turn ids).
+        tool_choice: "auto" (default: the model decides), "none" (tools are not offered),
+        "required" (the reply is a call of one of ``tools``: its name and then its arguments are
+        constrained) or ``{"type": "function", "function": {"name": NAME}}`` (a call of NAME
+        whose arguments validate against its parameter schema).
+        Returns a ``ChatResult`` (append ``.message`` to ``messages`` for the next turn), or with
+        ``stream=True`` a ``Stream`` of events ``("content", str)``, ``("thinking", str)``,
+        ``("tool_call", {"name", "arguments"})`` (and ``("token", TokenLogprob)`` with
+        ``logprobs``) whose ``.result`` is the ChatResult at the end.
+        Turns share the cache: only the tokens after the common prefix are evaluated.
+        Media parts (needs ``mmproj``): ``{"type": "image", "image": path | bytes | array | PIL}``,
+        ``{"type": "audio", "audio": path | bytes | array (16 kHz) | (array, rate)}``,
+        ``{"type": "video", "video": path}`` (``"path"`` / ``"url"`` with a local path also work),
+        in any user turn; each is embedded once and cached (by path+mtime or content hash).
+        """
+        prep = self.prepare_chat(messages, tools, thinking, params, tool_choice=tool_choice, **sampling)
+        mp, max_tokens = self._fit_prompt(prep.prompt, prep.params.max_tokens, truncate_prompt)
+        gen = self._chat_events(mp, prep.start(max_tokens), draft_tokens)
+        if stream:
+            return Stream(gen)
+        return _drain(gen)
+
+    def prepare_generate(self, prompt: str | Sequence[int], params: SamplingParams | None = None, *,
+                         add_bos: bool = True, media=None, **sampling: Any) -> PreparedGeneration:
+        """The tokenized prompt of ``generate`` and a factory of its ``SequenceState`` (for a
+        driver of its own, e.g. the server's scheduler). Raises ValueError for bad options
+        (an unsupported schema included) before any evaluation."""
+        params = SamplingParams.build(params, **sampling)
         if media:
             if not isinstance(prompt, (str, bytes)):
                 raise ValueError("media needs a text prompt (placeholders mark where the items go)")
@@ -334,53 +357,97 @@ class Model:
         else:
             ids = self._prompt_ids(prompt, add_bos)
             mp = MediaPrompt(ids, list(ids), None, {})
-        mp, max_tokens = self._fit_prompt(mp, max_tokens, truncate_prompt)
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
-        stop_ids = set(self.tokenizer.eog_ids) if stop_tokens is None else {int(t) for t in stop_tokens}
-        sampler, seed = self._sampler(temperature, top_k, top_p, min_p, repetition_penalty, frequency_penalty,
-                                      presence_penalty, penalty_last_n, seed, logit_bias)
-        penalized = repetition_penalty != 1.0 or frequency_penalty != 0.0 or presence_penalty != 0.0
-        run = _Run(self, mp, max_tokens, sampler, seed, penalty_last_n if penalized else 0, stop_ids, stops,
-                   special=False, draft_tokens=draft_tokens, temperature=temperature)
-        if stream:
-            return Stream(run.pieces())
-        for _ in run.pieces():
-            pass
-        return run.result
+        stop_ids = set(self.tokenizer.eog_ids)
+        return self._prepared(mp, params, stop_ids, special=False, parser_cls=None,
+                              constraint=self._response_constraint(params.response_format))
 
-    def chat(self, messages: list[dict], tools: list[dict] | None = None, thinking: bool = False,
-             stream: bool = False, max_tokens: int | None = None, **sampling: Any):
-        """One assistant turn for OpenAI-style ``messages``.
+    def prepare_chat(self, messages: list[dict], tools: list[dict] | None = None, thinking: bool = False,
+                     params: SamplingParams | None = None, *, tool_choice="auto",
+                     **sampling: Any) -> PreparedGeneration:
+        """The rendered and tokenized prompt of ``chat`` (media embedded) and a factory of its
+        ``SequenceState``. Raises ValueError for bad options before any evaluation."""
+        from .chat.stream import CALL_CLOSE, CALL_OPEN
 
-        The prompt format follows the architecture: Gemma 4 (tools, thinking) or Gemma 3
-        (``tools`` and ``thinking`` not supported). Generation runs until the end of the turn
-        (or ``max_tokens``; None: the end of the context) and the output is parsed into content,
-        thinking and tool calls. ``sampling``: the sampling/stop keywords of ``generate``.
-        Returns a ``ChatResult`` (append ``.message`` to ``messages`` for the next turn), or with
-        ``stream=True`` a ``Stream`` of events ``("content", str)``, ``("thinking", str)``,
-        ``("tool_call", {"name", "arguments"})`` whose ``.result`` is the ChatResult at the end.
-        Turns share the cache: only the tokens after the common prefix are evaluated.
-        Media parts (needs ``mmproj``): ``{"type": "image", "image": path | bytes | array | PIL}``,
-        ``{"type": "audio", "audio": path | bytes | array (16 kHz) | (array, rate)}``,
-        ``{"type": "video", "video": path}`` (``"path"`` / ``"url"`` with a local path also work),
-        in any user turn; each is embedded once and cached (by path+mtime or content hash).
-        """
-        text, parser = self._chat_text(messages, tools, thinking)
+        params = SamplingParams.build(params, **sampling)
+        tools, forced = _tool_choice(tools, tool_choice)
+        text, parser_cls = self._chat_render(messages, tools, thinking)
+        constraint = self._response_constraint(params.response_format)
+        prefix = suffix = ()
+        if forced is not None:
+            from .constrained import ToolChoiceConstraint, tool_call_constraint
+
+            if constraint is not None:
+                raise ValueError("response_format cannot be combined with a forced tool_choice")
+            funcs = {t["function"].get("name"): t["function"].get("parameters") for t in tools}
+            try:
+                if forced is _ANY_TOOL:  # the model spells one of the names, then its arguments
+                    constraint = lambda: ToolChoiceConstraint(self.tokenizer, funcs)  # noqa: E731
+                    prefix = self.tokenize(CALL_OPEN + "call:", add_bos=False)
+                else:
+                    params_schema = funcs[forced] or {"type": "object"}
+                    constraint = lambda: tool_call_constraint(self.tokenizer, params_schema)  # noqa: E731
+                    prefix = self.tokenize(CALL_OPEN + f"call:{forced}", add_bos=False)
+                constraint()  # validates the schemas now
+            except ValueError as e:
+                raise ValueError(f"tools: {e}") from None
+            suffix = self.tokenize(CALL_CLOSE, add_bos=False)
         mp = self._media_prompt(text, collect_media(messages), add_bos=True)
-        return self._chat_ids(mp, parser, stream, max_tokens, sampling)
+        return self._prepared(mp, params, self._chat_stop_ids(), special=True, parser_cls=parser_cls,
+                              constraint=constraint, prefix=prefix, suffix=suffix)
 
-    def _chat_text(self, messages: list[dict], tools, thinking: bool):
-        """(generation prompt text, a fresh stream parser) in the architecture's chat format."""
+    def _prepared(self, mp: MediaPrompt, params: SamplingParams, default_stop_ids, special: bool, parser_cls,
+                  constraint=None, prefix=(), suffix=()) -> PreparedGeneration:
+        stop_ids = default_stop_ids if params.stop_tokens is None else set(params.stop_tokens)
+
+        def start(max_tokens: int) -> SequenceState:
+            sampler, seed = self._sampler(params)
+            return SequenceState(self.tokenizer, params, sampler, seed, max_tokens=max_tokens, stop_ids=stop_ids,
+                                 special=special, parser=parser_cls() if parser_cls else None,
+                                 constraint=constraint() if constraint else None, prefix_tokens=prefix,
+                                 suffix_tokens=suffix)
+        return PreparedGeneration(mp, params, start)
+
+    def _response_constraint(self, rf):
+        """A factory of the ``response_format`` constraint (None: unconstrained); the schema is
+        checked now (ValueError naming the keyword)."""
+        if rf is None:
+            return None
+        from .constrained import JsonConstraint, schema_from_response_format, token_vocab
+
+        try:
+            schema = schema_from_response_format(rf)
+            JsonConstraint(token_vocab(self.tokenizer), schema)
+        except ValueError as e:
+            raise ValueError(f"response_format: {e}") from None
+        return lambda: JsonConstraint(token_vocab(self.tokenizer), schema)
+
+    def _generate_events(self, mp: MediaPrompt, state: SequenceState, draft_tokens):
+        from .generation import local
+
+        stats = yield from _text_only(local.run(self, mp, state, draft_tokens), state.logprobs is None)
+        return GenerationResult("".join(state.text), list(state.tokens), stats, state.logprobs)
+
+    def _chat_events(self, mp: MediaPrompt, state: SequenceState, draft_tokens):
+        from .generation import local
+
+        stats = yield from local.run(self, mp, state, draft_tokens)
+        out = state.chat
+        return ChatResult(content=out["content"], thinking=out["thinking"], tool_calls=out["tool_calls"],
+                          message=assistant_message(out["content"], out["tool_calls"], out["thinking"]),
+                          stats=stats, errors=out["errors"], tokens=list(state.tokens), logprobs=state.logprobs)
+
+    def _chat_render(self, messages: list[dict], tools, thinking: bool):
+        """(generation prompt text, the stream parser class) in the architecture's chat format."""
         from .chat import Gemma3StreamParser, Gemma4StreamParser, render_gemma3, render_gemma4
 
         if self.chat_format == "gemma4":
             return (render_gemma4(messages, tools=tools, thinking=thinking, add_generation_prompt=True),
-                    Gemma4StreamParser())
+                    Gemma4StreamParser)
         if tools:
             raise ValueError("tools are not supported by the Gemma 3 chat format")
         if thinking:
             raise ValueError("thinking is not supported by the Gemma 3 chat format")
-        return render_gemma3(messages, add_generation_prompt=True), Gemma3StreamParser()
+        return render_gemma3(messages, add_generation_prompt=True), Gemma3StreamParser
 
     def _chat_stop_ids(self) -> set[int]:
         """End-of-turn ids of the chat format plus the tokenizer's end-of-generation ids."""
@@ -389,31 +456,9 @@ class Model:
         lookup = lambda s: self.tokenizer.find_token(s)  # noqa: E731
         return set(self.tokenizer.eog_ids) | set(stop_token_ids(self.chat_format, lookup, self.tokenizer.eos))
 
-    def _chat_ids(self, mp, parser, stream, max_tokens, sampling):
-        sampling = dict(sampling)
-        truncate = sampling.pop("truncate_prompt", False)
-        draft_tokens = sampling.pop("draft_tokens", None)
-        stops = sampling.pop("stop", None)
-        stops = [stops] if isinstance(stops, str) else list(stops or [])
-        stop_tokens = sampling.pop("stop_tokens", None)
-        if stop_tokens is None:
-            stop_tokens = self._chat_stop_ids()
-        penalized = (sampling.get("repetition_penalty", 1.0) != 1.0 or sampling.get("frequency_penalty", 0.0) != 0.0
-                     or sampling.get("presence_penalty", 0.0) != 0.0)
-        unknown = set(sampling) - set(_SAMPLING_KEYS)
-        if unknown:
-            raise TypeError(f"chat() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
-        sampler, seed = self._sampler(**{k: sampling.get(k, d) for k, d in _SAMPLING_KEYS.items()})
-        mp, max_tokens = self._fit_prompt(mp, max_tokens, truncate)
-        run = _Run(self, mp, max_tokens, sampler, seed, sampling.get("penalty_last_n", 64) if penalized else 0,
-                   {int(t) for t in stop_tokens}, stops, special=True, draft_tokens=draft_tokens,
-                   temperature=sampling.get("temperature", 0.0))
-        gen = _chat_events(run, parser)
-        if stream:
-            return Stream(gen)
-        for _ in gen:
-            pass
-        return run.result
+    def _sampler(self, params: SamplingParams):
+        """(sampler, seed) of a new sequence (one place, so tests can script the tokens)."""
+        return params.make_sampler(self.n_vocab)
 
     # -- drafting ---------------------------------------------------------------------------------
     def _load_drafter(self, path, centroids):
@@ -531,133 +576,61 @@ class Model:
                                        f"of {self.n_ctx} tokens")
         return head + ids[len(ids) - (room - len(head)):], max_tokens
 
-    def _sampler(self, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
-                 frequency_penalty=0.0, presence_penalty=0.0, penalty_last_n=64, seed=None, logit_bias=None):
-        if seed is None:
-            seed = random.SystemRandom().getrandbits(63)
-        bias = {int(k): float(v) for k, v in logit_bias.items()} if logit_bias else None
-        s = _core.Sampler(self.n_vocab, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                          repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
-                          presence_penalty=presence_penalty, penalty_last_n=penalty_last_n, seed=int(seed),
-                          logit_bias=bias)
-        return s, int(seed)
-
     def __repr__(self) -> str:
         return f"<unigemma.Model {os.path.basename(self.path)} {self.arch} n_ctx={self.n_ctx}>"
 
 
-_SAMPLING_KEYS = {"temperature": 0.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "repetition_penalty": 1.0,
-                  "frequency_penalty": 0.0, "presence_penalty": 0.0, "penalty_last_n": 64, "seed": None,
-                  "logit_bias": None}
+GENERATE_MAX_TOKENS = 256  # generate()'s budget when neither params nor max_tokens says otherwise
+
+_ANY_TOOL = object()  # tool_choice "required" with several tools: the model picks the function
 
 
-class _Run:
-    """One generation: prefill with cache reuse, then tokens from a source: one at a time
-    (``plain_tokens``: a sampled token is evaluated only when the next one is needed, so the
-    last token of a run is not in the cache) or drafted and verified (``speculative``). The
-    source's ``finally`` leaves ``model._cached`` equal to what the context holds."""
-
-    def __init__(self, model: Model, prompt: MediaPrompt, max_tokens, sampler, seed, history_n, stop_ids, stops,
-                 special, draft_tokens=None, temperature: float = 0.0):
-        self.model, self.prompt, self.ids, self.max_tokens = model, prompt, prompt.ids, max_tokens
-        self.draft_tokens = model.draft_tokens if draft_tokens is None else draft_tokens
-        self.sampler_temperature = float(temperature)
-        self.sampler, self.seed, self.history_n = sampler, seed, history_n
-        self.stop_ids, self.stops, self.special = stop_ids, stops, special
-        self.tokens: list[int] = []
-        self.text: list[str] = []
-        self.stop_requested = False  # set by a consumer (the chat parser saw the end of the turn)
-        self.result = None
-
-    def history(self, seq) -> list[int]:
-        """The last history_n token ids of ``seq`` (cache keys) for the penalties."""
-        return history_ids(seq, self.history_n)
-
-    def plain_tokens(self, logits, me: int) -> Iterator[int]:
-        """Sample, then evaluate the token only when the consumer asks for the next one."""
-        m = self.model
-        seq = m._cached
-        try:
-            while True:
-                t = self.sampler.sample(logits, self.history(seq))
-                yield t
-                if m._run_id != me:
-                    raise RuntimeError("another generation started on this model; this stream cannot continue")
-                seq.append(t)
-                logits = m._ctx.eval(np.asarray([t], dtype=np.int32))[0]
-                m.n_evaluated += 1
-        finally:
-            if m._run_id == me:
-                del seq[m._ctx.n_past:]  # after an interrupt the context may hold fewer tokens
-
-    def pieces(self) -> Iterator[str]:
-        m = self.model
-        m._run_id += 1
-        me = m._run_id
-        tok = m.tokenizer
-        asm = TextAssembler(self.stops)
-        t0 = time.perf_counter()
-        source = None
-        self.spec = None
-        if self.max_tokens == 0:
-            reused = 0
-        else:
-            logits, reused = m._prefill(self.prompt)
-            if m.drafter is not None and self.draft_tokens != 0:
-                from .speculative import SpeculativeDecoder
-
-                self.spec = SpeculativeDecoder(self, me)
-                source = self.spec.tokens(logits)
-            else:
-                source = self.plain_tokens(logits, me)
-        t1 = time.perf_counter()
-        finish = "length"
-        try:
-            while source is not None and len(self.tokens) < self.max_tokens:
-                t = next(source)
-                if t in self.stop_ids:
-                    finish = "eog"
-                    break
-                self.tokens.append(t)
-                text = asm.push(tok.token_to_piece(t, special=self.special))
-                if text:
-                    self.text.append(text)
-                    yield text
-                if asm.stopped is not None or self.stop_requested:
-                    finish = "stop"
-                    break
-            tail = asm.flush()
-            if tail:
-                self.text.append(tail)
-                yield tail
-        finally:
-            if source is not None:
-                source.close()
-        stats = make_stats(len(self.ids), reused, len(self.tokens), t1 - t0, time.perf_counter() - t1, finish,
-                           self.seed)
-        if self.spec is not None:
-            stats.update(self.spec.stats())
-        m.last_stats = stats
-        self.result = GenerationResult("".join(self.text), list(self.tokens), stats)
-        return self.result
+def _tool_choice(tools, choice):
+    """(tools to render, the forced function: None, a name, or _ANY_TOOL) of OpenAI's
+    tool_choice: "none" drops the tools, "auto" lets the model decide, "required" forces a call
+    (of the only tool, or of one the model picks), {"type": "function", "function": {"name"}}
+    forces that function."""
+    if choice is None or choice == "auto":
+        return tools, None
+    if choice == "none":
+        return None, None
+    names = [t["function"].get("name") for t in tools or []
+             if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    if choice == "required":
+        if not names:
+            raise ValueError("tool_choice 'required' needs tools")
+        return tools, names[0] if len(names) == 1 else _ANY_TOOL
+    if isinstance(choice, dict):
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if choice.get("type") != "function" or not isinstance(name, str):
+            raise ValueError("tool_choice must be 'none', 'auto', 'required' or "
+                             "{'type': 'function', 'function': {'name': ...}}")
+        if name not in names:
+            raise ValueError(f"tool_choice names the function {name!r}, which is not in tools")
+        return tools, name
+    raise ValueError(f"tool_choice must be 'none', 'auto', 'required' or a function, got {choice!r}")
 
 
-def _chat_events(run: _Run, parser) -> Iterator[tuple]:
-    """Feeds the generated text (control tokens spelled out) to the chat parser; yields its
-    events and returns the ChatResult. The end-of-turn marker seen as text also ends the run."""
-    for piece in run.pieces():
-        for ev in parser.feed(piece):
-            yield ev
-        if parser.stopped_by is not None:
-            run.stop_requested = True
-    for ev in parser.flush():
-        yield ev
-    out = parser.finish()
-    g = run.result
-    if parser.stopped_by is not None:
-        g.stats["finish_reason"] = "stop"
-    res = ChatResult(content=out["content"], thinking=out["thinking"], tool_calls=out["tool_calls"],
-                     message=assistant_message(out["content"], out["tool_calls"], out["thinking"]),
-                     stats=g.stats, errors=out["errors"], tokens=g.tokens)
-    run.result = res
-    return res
+def _text_only(gen, text_only: bool):
+    """generate()'s stream: the text pieces alone, unless token events were asked for."""
+    if not text_only:
+        return (yield from gen)
+    try:
+        while True:
+            ev = next(gen)
+            if ev.kind == "text":
+                yield ev.value
+    except StopIteration as e:
+        return e.value
+    finally:
+        gen.close()
+
+
+def _drain(gen):
+    """Run a generation to its end; its result."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as e:
+        return e.value

@@ -22,14 +22,18 @@ token do not depend on the batch it is evaluated in (true for F32/F16/BF16/K-qua
 the attention; see BENCHMARKS.md / issue 7 for Q4_0/Q8_0 GEMM).
 
 Draft length: fixed (``draft_tokens=N``) or adaptive (``"auto"``: start at 4, +1 after a fully
-accepted round, -1 after a round whose first draft was rejected, within [1, 8]).
+accepted round, -1 after a round whose first draft was rejected, within [1, 8]), per generation.
+
+``speculative_round`` is one round on any context; the library's driver (generation/local.py)
+and the server's scheduler call it and hand the kept tokens to their ``SequenceState``.
 """
 from __future__ import annotations
 
 import time
-from typing import Iterator
 
 import numpy as np
+
+from .generation.cache import history_ids
 
 MAX_DRAFT = 8
 
@@ -98,30 +102,77 @@ def verify(sampler, rows, drafts: list, qs: list, greedy: bool, history) -> tupl
     return n_acc, nxt
 
 
-class SpeculativeDecoder:
-    """Token source for a ``_Run`` (see model.py) when the model has a drafter."""
+def speculative_round(drafter, ctx, cached: list, t: int, h, k: int, sampler, greedy: bool, history_n: int,
+                      stats: "DraftStats | None" = None) -> tuple[list[int], int, np.ndarray]:
+    """One round after the last sampled token t (not in ``ctx`` yet; ``cached``: the cache keys
+    ``ctx`` holds, kept in step) with h the hidden row of the token before it: draft k, verify
+    t + drafts in one target pass, roll back to t + the accepted drafts. Returns (accepted
+    drafts: in the cache now, the next token: not in the cache, the hidden row for the next
+    round). The caller hands the accepted drafts and then the next token to its sequence."""
+    pos = ctx.n_past
+    base = cached + [t]
+    t0 = time.perf_counter()
+    drafts, qs = draft(drafter, ctx, t, pos, h, k, sampler, greedy, lambda ds: history_ids(base + ds, history_n))
+    t1 = time.perf_counter()
+    cached.append(t)
+    cached.extend(drafts)
+    try:
+        rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
+    finally:
+        del cached[ctx.n_past:]  # after an interrupt the context may hold fewer tokens
+    hid = ctx.last_hidden
+    t2 = time.perf_counter()
+    n_acc, nxt = verify(sampler, rows, drafts, qs, greedy, lambda i: history_ids(base + drafts[:i], history_n))
+    keep = pos + 1 + n_acc
+    if not ctx.truncate(keep):
+        raise RuntimeError("[speculative] the KV cache could not roll back the rejected drafts")
+    del cached[keep:]
+    if stats is not None:
+        stats.record(k, n_acc, t1 - t0, t2 - t1)
+    return drafts[:n_acc], int(nxt), hid[n_acc].copy()
 
-    def __init__(self, run, me: int) -> None:
-        self.run, self.me = run, me
-        self.model = run.model
-        self.drafter = run.model.drafter
-        k = run.draft_tokens
-        self.adaptive = k == "auto"
-        self.k = 4 if self.adaptive else int(k)
-        if not 1 <= self.k <= MAX_DRAFT:
-            raise ValueError(f"draft_tokens must be 1..{MAX_DRAFT} or 'auto', got {k!r}")
-        self.greedy = not (run.sampler_temperature > 0.0)
-        self.drafted = 0
-        self.accepted = 0
-        self.rounds = 0
+
+class DraftLength:
+    """Tokens to draft per round: fixed (1..MAX_DRAFT) or "auto" (``adapt_draft_len``, from 4)."""
+
+    def __init__(self, setting) -> None:
+        self.adaptive = setting == "auto"
+        self.k = 4 if self.adaptive else setting
+        if not self.adaptive and (isinstance(setting, bool) or not isinstance(setting, int)
+                                  or not 1 <= setting <= MAX_DRAFT):
+            raise ValueError(f"draft_tokens must be 1..{MAX_DRAFT} or 'auto', got {setting!r}")
+
+    def update(self, n_acc: int, k: int) -> None:
+        if self.adaptive:
+            self.k = adapt_draft_len(self.k, n_acc, k)
+
+    @property
+    def setting(self):
+        return "auto" if self.adaptive else self.k
+
+
+class DraftStats:
+    """Counters of a generation's speculative rounds (``stats`` keys of the library results)."""
+
+    def __init__(self) -> None:
+        self.drafted = self.accepted = self.rounds = 0
         self.by_pos_drafted = [0] * MAX_DRAFT
         self.by_pos_accepted = [0] * MAX_DRAFT
-        self.draft_s = 0.0
-        self.target_s = 0.0
-        self.target_passes = 0
-        self.emitted = 0
+        self.draft_s = self.target_s = 0.0
 
-    def stats(self) -> dict:
+    def record(self, k: int, n_acc: int, draft_s: float, target_s: float) -> None:
+        # position i was drafted and judged when every draft before it was accepted
+        for i in range(min(n_acc + 1, k)):
+            self.by_pos_drafted[i] += 1
+        for i in range(n_acc):
+            self.by_pos_accepted[i] += 1
+        self.drafted += k
+        self.accepted += n_acc
+        self.rounds += 1
+        self.draft_s += draft_s
+        self.target_s += target_s
+
+    def as_dict(self, emitted: int, target_passes: int, setting) -> dict:
         rate = [a / d if d else None for a, d in zip(self.by_pos_accepted, self.by_pos_drafted)]
         while rate and rate[-1] is None:
             rate.pop()
@@ -131,80 +182,11 @@ class SpeculativeDecoder:
             "acceptance_rate": self.accepted / self.drafted if self.drafted else 0.0,
             "acceptance_by_position": rate,
             "draft_rounds": self.rounds,
-            "tokens_per_target_pass": self.emitted / self.target_passes if self.target_passes else 0.0,
+            "tokens_per_target_pass": emitted / target_passes if target_passes else 0.0,
             "draft_seconds": self.draft_s,
             "target_seconds": self.target_s,
-            "draft_tokens": "auto" if self.adaptive else self.k,
+            "draft_tokens": setting,
         }
-
-    def _check(self) -> None:
-        if self.model._run_id != self.me:
-            raise RuntimeError("another generation started on this model; this stream cannot continue")
-
-    def tokens(self, logits: np.ndarray) -> Iterator[int]:
-        run, m = self.run, self.model
-        ctx, sampler = m._ctx, run.sampler
-        seq = m._cached                       # cache keys; mirrors what ctx holds
-        h = ctx.last_hidden[-1].copy()        # post-norm hidden of the last prompt token
-        t = sampler.sample(logits, run.history(seq))
-        try:
-            while True:
-                self.emitted += 1
-                yield t
-                self._check()
-                pos = ctx.n_past              # where t goes
-                k = max(1, min(self.k, run.max_tokens - len(run.tokens)))
-                # ---- draft
-                t0 = time.perf_counter()
-                base = seq + [t]
-                drafts, qs = draft(self.drafter, ctx, t, pos, h, k, sampler, self.greedy,
-                                   lambda ds: run.history(base + ds))
-                t1 = time.perf_counter()
-                # ---- verify t, d1..dk in one pass
-                seq.append(t)
-                seq.extend(drafts)
-                try:
-                    rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
-                finally:
-                    del seq[ctx.n_past:]
-                hid = ctx.last_hidden
-                m.n_evaluated += k + 1
-                t2 = time.perf_counter()
-                self.draft_s += t1 - t0
-                self.target_s += t2 - t1
-                self.target_passes += 1
-                self.rounds += 1
-                # ---- accept
-                n_acc, nxt = verify(sampler, rows, drafts, qs, self.greedy, lambda i: run.history(base + drafts[:i]))
-                for i in range(min(n_acc + 1, k)):
-                    self.by_pos_drafted[i] += 1
-                for i in range(n_acc):
-                    self.by_pos_accepted[i] += 1
-                self.drafted += k
-                self.accepted += n_acc
-                if self.adaptive:
-                    self.k = adapt_draft_len(self.k, n_acc, k)
-                # ---- roll back to t + accepted drafts
-                keep = pos + 1 + n_acc
-                if not ctx.truncate(keep):
-                    raise RuntimeError("[speculative] the KV cache could not roll back the rejected drafts")
-                del seq[keep:]
-                h = hid[n_acc].copy()
-                # hand out the accepted drafts (they are already in the cache), then the next
-                for d in drafts[:n_acc]:
-                    self.emitted += 1
-                    yield d
-                    self._check()
-                t = int(nxt)
-        finally:
-            if m._run_id == self.me:
-                # the consumer may stop in the middle of a round: the cache keeps at most the
-                # prompt and the tokens it received (never a draft it did not take)
-                want = len(run.ids) + len(run.tokens)
-                if ctx.n_past > want and not ctx.truncate(want):
-                    ctx.reset()
-                    seq.clear()
-                del seq[ctx.n_past:]
 
 
 class OracleDrafter:

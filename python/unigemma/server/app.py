@@ -106,10 +106,10 @@ async def _wait_disconnect(request: Request) -> None:
 
 
 # -- prompt building (worker thread) ------------------------------------------------------------------
-def _sampling_request(st: ServerState, body: dict, ids, keys, emb, kinds, chat: bool, special: bool,
-                      extra_stop_ids=(), parser=None) -> EngineRequest:
-    m = st.model
-    s = api.parse_sampling(body)
+def _request(st: ServerState, body: dict, prep, chat: bool) -> EngineRequest:
+    """The engine request of a prepared generation: max_tokens lowered to the room the prompt
+    leaves in a slot."""
+    ids = prep.prompt.ids
     max_tokens = api.parse_max_tokens(body, st.engine.n_ctx)
     room = st.engine.n_ctx - len(ids)
     if room < 1:
@@ -117,104 +117,45 @@ def _sampling_request(st: ServerState, body: dict, ids, keys, emb, kinds, chat: 
                            f"tokens per request, leaving no room to generate", "messages" if chat else "prompt",
                            "context_length_exceeded")
     max_tokens = room if max_tokens is None else min(max_tokens, room)
-    sampler, seed = m._sampler(s["temperature"], s["top_k"], s["top_p"], s["min_p"], s["repetition_penalty"],
-                               s["frequency_penalty"], s["presence_penalty"], 64, s["seed"], s.get("logit_bias"))
-    penalized = s["repetition_penalty"] != 1.0 or s["frequency_penalty"] != 0.0 or s["presence_penalty"] != 0.0
-    ignore_eos = body.get("ignore_eos", False)  # llama-server's extension (benchmarks): run to max_tokens
-    if not isinstance(ignore_eos, bool):
-        raise api.ApiError(400, "'ignore_eos' must be a boolean", "ignore_eos")
-    stop_ids = set() if ignore_eos else set(m.tokenizer.eog_ids) | set(extra_stop_ids)
-    constraint = None
-    rf = body.get("response_format")
-    if rf is not None:
-        constraint = _constraint(st, rf)
-    return EngineRequest(ids=list(ids), keys=list(keys), embeddings=emb, kinds=kinds, max_tokens=max_tokens,
-                         sampler=sampler, stop_ids=stop_ids, stops=s["stop"], special=special, sink=None,
-                         history_n=64 if penalized else 0, top_logprobs=api.parse_logprobs(body, chat),
-                         constraint=constraint, parser=parser, temperature=s["temperature"])
-
-
-def _constraint(st: ServerState, rf):
-    from ..constrained import JsonConstraint, schema_from_response_format, token_vocab
-
-    if not isinstance(rf, dict):
-        raise api.ApiError(400, "'response_format' must be an object", "response_format")
-    if rf.get("type") == "text":
-        return None
-    try:
-        schema = schema_from_response_format(rf)
-        return JsonConstraint(token_vocab(st.model.tokenizer), schema)
-    except Exception as e:  # noqa: BLE001 - unsupported schema keywords etc.
-        raise api.ApiError(400, f"response_format: {e}", "response_format") from None
+    return EngineRequest.from_prepared(prep, max_tokens, st.model.hparams["n_embd"])
 
 
 def build_chat(st: ServerState, body: dict) -> EngineRequest:
     from ..multimodal import collect_media
 
     m = st.model
+    params = api.parse_sampling(body, chat=True)
     msgs = api.convert_messages(body.get("messages"), st.allow_files)
     tools, choice = api.parse_tools(body)
     if tools and m.chat_format != "gemma4":
         raise api.ApiError(400, f"tools are not supported by this model's chat format ({m.chat_format})", "tools")
     thinking = api.chat_thinking(body) and m.chat_format == "gemma4"  # Gemma 3 has no thinking: ignored
-    text, parser = m._chat_text(msgs, tools, thinking)
+    if params.response_format is not None and (isinstance(choice, dict) or choice == "required"):
+        raise api.ApiError(400, "response_format cannot be combined with a forced tool_choice", "tool_choice")
     media = collect_media(msgs)
     with st.media_lock if media else contextlib.nullcontext():  # one projector, one user at a time
-        mp = m._media_prompt(text, media, add_bos=True)
-    emb, kinds = mp.slice_inputs(0, m.hparams["n_embd"])
-    req = _sampling_request(st, body, mp.ids, mp.keys, emb, kinds, chat=True, special=True,
-                            extra_stop_ids=m._chat_stop_ids(), parser=parser)
-    if isinstance(choice, dict) or choice == "required":
-        _force_tool_call(st, req, tools, choice)
-    return req
-
-
-def _force_tool_call(st: ServerState, req: EngineRequest, tools, choice) -> None:
-    """tool_choice "required" / a named function: the reply is a call. Named (or the only tool):
-    the reply starts with ``<|tool_call>call:NAME``, the arguments are constrained to the
-    function's parameter schema in Gemma 4's tool syntax, then ``<tool_call|>`` closes it.
-    "required" with several tools: the model spells one of their names (constrained), then that
-    function's arguments."""
-    from ..chat.stream import CALL_CLOSE, CALL_OPEN
-
-    if isinstance(choice, dict):
-        name = choice["function"]["name"]
-    elif len(tools) == 1:
-        name = tools[0]["function"]["name"]
-    else:
-        name = None
-    m = st.model
-    if req.constraint is not None:
-        raise api.ApiError(400, "response_format cannot be combined with a forced tool_choice", "tool_choice")
-    from ..constrained import ToolChoiceConstraint, tool_call_constraint
-
-    try:
-        if name is None:  # the model picks the function: its name, then that function's arguments
-            funcs = {t["function"].get("name"): t["function"].get("parameters") for t in tools
-                     if isinstance(t.get("function"), dict)}
-            req.constraint = ToolChoiceConstraint(m.tokenizer, funcs)
-            req.prefix_tokens = m.tokenize(CALL_OPEN + "call:", add_bos=False)
-        else:
-            fn = next(t["function"] for t in tools if t["function"].get("name") == name)
-            req.constraint = tool_call_constraint(m.tokenizer, fn.get("parameters") or {"type": "object"})
-            req.prefix_tokens = m.tokenize(CALL_OPEN + f"call:{name}", add_bos=False)
-    except ValueError as e:
-        raise api.ApiError(400, f"tools: {e}", "tools") from None
-    req.suffix_tokens = m.tokenize(CALL_CLOSE, add_bos=False)
+        try:
+            prep = m.prepare_chat(msgs, tools, thinking, params, tool_choice=choice)
+        except ValueError as e:
+            msg = str(e)
+            param = next((p for p in ("response_format", "tools") if msg.startswith(p)), None)
+            if param is None:
+                raise
+            raise api.ApiError(400, msg, param) from None
+    return _request(st, body, prep, chat=True)
 
 
 def build_completion(st: ServerState, body: dict) -> EngineRequest:
     m = st.model
+    params = api.parse_sampling(body, chat=False)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     if isinstance(prompt, str):
         if not prompt:
             raise api.ApiError(400, "'prompt' is empty", "prompt")
-        ids = m.tokenize(prompt, add_bos=True, special=True)
     elif isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        ids = [int(t) for t in prompt]
-        bad = [t for t in ids if not 0 <= t < m.n_vocab]
+        bad = [t for t in prompt if not 0 <= t < m.n_vocab]
         if bad:
             raise api.ApiError(400, f"token id {bad[0]} is outside the vocabulary [0, {m.n_vocab})", "prompt")
     else:
@@ -222,7 +163,13 @@ def build_completion(st: ServerState, body: dict) -> EngineRequest:
                            "prompt")
     if body.get("echo"):
         raise api.ApiError(400, "'echo' is not supported", "echo")
-    return _sampling_request(st, body, ids, ids, None, None, chat=False, special=False)
+    try:
+        prep = m.prepare_generate(prompt, params, add_bos=True)
+    except ValueError as e:
+        if str(e).startswith("response_format"):
+            raise api.ApiError(400, str(e), "response_format") from None
+        raise
+    return _request(st, body, prep, chat=False)
 
 
 # -- endpoints ------------------------------------------------------------------------------------------
@@ -334,8 +281,7 @@ def _chat_stream(st, rid, include_usage):
             n_calls += 1
         elif kind == "done":
             d = ev[1]
-            finish = "tool_calls" if n_calls else ("length" if d["finish_reason"] == "length" else "stop")
-            out.append(_chat_chunk(st, rid, {}, finish=finish))
+            out.append(_chat_chunk(st, rid, {}, finish=d["finish_reason"]))
             if include_usage:
                 out.append(_chat_chunk(st, rid, {}, usage=_usage(d)))
         ev = yield out
@@ -360,7 +306,7 @@ def _chat_final(st, rid, events) -> dict:
     if res.get("thinking"):
         msg["reasoning_content"] = res["thinking"]
     lps = [api.logprob_entry(st.model.tokenizer, ev[1]) for ev in events if ev[0] == "token"]
-    finish = "tool_calls" if calls else ("length" if done["finish_reason"] == "length" else "stop")
+    finish = done["finish_reason"]
     return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
             "model": st.model_name,
             "choices": [{"index": 0, "message": msg, "logprobs": {"content": lps} if lps else None,
@@ -378,8 +324,8 @@ def _completion_logprobs(st, infos) -> dict:
 
     def piece(i):
         return tok.token_to_piece(i, special=False).decode("utf-8", errors="replace")
-    return {"tokens": [piece(i["id"]) for i in infos], "token_logprobs": [i["logprob"] for i in infos],
-            "top_logprobs": [{piece(t): lp for t, lp in i["top_logprobs"]} for i in infos],
+    return {"tokens": [piece(i.id) for i in infos], "token_logprobs": [i.logprob for i in infos],
+            "top_logprobs": [{piece(t): lp for t, lp in i.top_logprobs} for i in infos],
             "text_offset": []}
 
 
@@ -392,7 +338,7 @@ def _cmpl_stream(st, rid, include_usage):
         elif ev[0] == "token":
             out.append(_cmpl_chunk(st, rid, "", logprobs=_completion_logprobs(st, [ev[1]])))
         elif ev[0] == "done":
-            out.append(_cmpl_chunk(st, rid, "", finish="length" if ev[1]["finish_reason"] == "length" else "stop"))
+            out.append(_cmpl_chunk(st, rid, "", finish=ev[1]["finish_reason"]))
             if include_usage:
                 c = _cmpl_chunk(st, rid, "")
                 c["choices"], c["usage"] = [], _usage(ev[1])
@@ -404,7 +350,7 @@ def _cmpl_final(st, rid, events) -> dict:
     done = events[-1][1]
     text = "".join(ev[1] for ev in events if ev[0] == "text")
     infos = [ev[1] for ev in events if ev[0] == "token"]
-    c = _cmpl_chunk(st, rid, text, finish="length" if done["finish_reason"] == "length" else "stop",
+    c = _cmpl_chunk(st, rid, text, finish=done["finish_reason"],
                     logprobs=_completion_logprobs(st, infos) if infos else None)
     c["usage"] = _usage(done)
     return c

@@ -12,17 +12,24 @@ keeps serving while the model runs.
           (an image block is never split); after the last chunk, sample the first token
       decode step: the pending token of every generating slot in ONE forward pass
           (_core.decode_batch: each weight matrix is read once for all slots), then each slot
-          samples its next token from its own row of logits; with a drafter loaded and one
-          slot generating, a speculative round instead (draft, verify, roll back)
+          hands its own row of logits to its request's SequenceState; with a drafter loaded
+          and one slot generating, a speculative round instead (draft, verify, roll back)
+
+The token-level work (sampling, constraint masks, forced tokens, stop rules, text and chat
+parsing, logprobs) is the library's: each request carries a ``generation.SequenceState``
+(``Model.prepare_chat`` / ``prepare_generate`` + ``PreparedGeneration.start``), the same one
+``Model.generate`` / ``Model.chat`` drive one token at a time, so a request's tokens equal the
+library's for the same SamplingParams. This file only schedules and batches.
 
 A row of ``decode_batch`` is bitwise what a single-sequence decode returns, so a request's
 output does not depend on what else is running (seeded sampling is reproducible under load).
 
 Requests talk to the outside through a ``sink(event)`` callable, called on the engine thread:
     ("started", slot index)                        the request left the queue
-    ("token", {"id", "logprob", "top_logprobs"})   only when logprobs were asked for
-    ("text", str) | ("content", str) | ("thinking", str) | ("tool_call", {"name", "arguments"})
-    ("done", {"finish_reason", "usage", "result"})   result: parser.finish() dict or the text
+    the SequenceState's events (generation/events.py): ("token", TokenLogprob) only when
+        logprobs were asked for; ("text", str) | ("content", str) | ("thinking", str) |
+        ("tool_call", {"name", "arguments"})
+    ("done", {"finish_reason", "usage", "result", "ttft_s"})   result: parser.finish() dict or None
     ("error", Exception)
 """
 from __future__ import annotations
@@ -36,9 +43,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import _core
-from ..generate import TextAssembler
-from ..model import _common_prefix, history_ids, resume_point
-from ..speculative import MAX_DRAFT, adapt_draft_len, draft, verify
+from ..generation.cache import common_prefix, resume_point
+from ..generation.sequence import PreparedGeneration, SequenceState
+from ..speculative import DraftLength, speculative_round
 
 
 class QueueFullError(Exception):
@@ -51,28 +58,29 @@ class EngineStoppedError(Exception):
 
 @dataclass
 class EngineRequest:
+    """A prompt and the SequenceState that generates after it (``PreparedGeneration.start``)."""
+
     ids: list[int]                      # prompt token ids
     keys: list                          # cache keys of the prompt (ids; media positions carry their hash)
     embeddings: Any                     # float32 [n, n_embd] or None (multimodal rows)
     kinds: Any                          # int8 [n] or None
-    max_tokens: int
-    sampler: Any                        # _core.Sampler
-    stop_ids: set
-    stops: list
-    special: bool                       # spell control tokens in the text (chat: the parser reads them)
-    sink: Callable[[tuple], None]
-    history_n: int = 0                  # penalties look at this many last tokens
-    top_logprobs: int | None = None     # None: no logprobs; k >= 0: the sampled token's + k alternatives
-    constraint: Any = None              # JsonConstraint-like: mask_logits(row), accept(id), done
-    parser: Any = None                  # chat stream parser (feed / flush / finish / stopped_by)
-    prefix_tokens: list = field(default_factory=list)  # forced output tokens (e.g. a tool call's opening)
-    suffix_tokens: list = field(default_factory=list)  # forced once the constraint is done (the call's closer)
-    temperature: float = 0.0            # > 0: sampling (speculative rounds then use the p/q test)
-    tokens: list = field(default_factory=list)
+    state: SequenceState
+    sink: Callable[[tuple], None] | None = None
     reused: int = 0
     cancelled: bool = False
     t_submit: float = field(default_factory=time.perf_counter)
     t_first: float | None = None
+
+    @classmethod
+    def from_prepared(cls, prep: PreparedGeneration, max_tokens: int, n_embd: int, sink=None) -> "EngineRequest":
+        mp = prep.prompt
+        emb, kinds = mp.slice_inputs(0, n_embd)
+        return cls(ids=list(mp.ids), keys=list(mp.keys), embeddings=emb, kinds=kinds, state=prep.start(max_tokens),
+                   sink=sink)
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.state.tokens
 
     def cancel(self) -> None:
         """Stop generating (client gone); the engine frees the slot at its next step."""
@@ -87,9 +95,10 @@ class _Slot:
         self.state = "idle"             # idle | prefill | decode
         self.pos = 0                    # prefill: next prompt index to evaluate
         self.pending: int | None = None  # decode: sampled token not yet in the cache
-        self.asm: TextAssembler | None = None
+        self.n_counted = 0              # the request's tokens counted in stats["completion_tokens"]
         self.last_used = 0.0
-        self.draft_k = 4                # adaptive draft length (speculative.py's rule)
+        self.draft: DraftLength | None = None  # the request's draft length (as the library's)
+        self.h = None                   # after a round: the hidden row of the last kept token
 
 
 class Engine:
@@ -105,7 +114,7 @@ class Engine:
         self.n_ctx = int(n_ctx)
         self.max_queue = int(max_queue)
         self.queue_timeout = float(queue_timeout)
-        self.slots = [_Slot(i, model._new_context(self.n_ctx)) for i in range(n_parallel)]
+        self.slots = [_Slot(i, model.new_context(self.n_ctx)) for i in range(n_parallel)]
         if reserve_kv:  # the memory of a full server up front: RSS stays flat under load
             for s in self.slots:
                 s.ctx.reserve_all()
@@ -217,15 +226,16 @@ class Engine:
         """The free slot whose cache shares the longest prefix with the prompt; ties: the least
         recently used (keeps other conversations' caches alive longest)."""
         free = [s for s in self.slots if s.req is None]
-        return max(free, key=lambda s: (_common_prefix(s.cached, req.keys), -s.last_used))
+        return max(free, key=lambda s: (common_prefix(s.cached, req.keys), -s.last_used))
 
     def _start(self, slot: _Slot, req: EngineRequest) -> None:
         ids = req.ids
         keep = resume_point(slot.ctx, slot.cached, req.keys, req.kinds)
         del slot.cached[keep:]
         req.reused = keep
-        slot.req, slot.state, slot.pos, slot.pending = req, "prefill", keep, None
-        slot.asm = TextAssembler(req.stops)
+        slot.req, slot.state, slot.pos, slot.pending, slot.n_counted, slot.h = req, "prefill", keep, None, 0, None
+        if self.model.drafter is not None:
+            slot.draft = DraftLength(self.model.draft_tokens)
         self._emit(req, ("started", slot.index))
         self.stats["prompt_tokens"] += len(ids)
         self.stats["prompt_tokens_reused"] += keep
@@ -234,7 +244,7 @@ class Engine:
         for s in self.slots:
             if s.req is not None and s.req.cancelled:
                 self.stats["cancelled"] += 1
-                self._finish(s, "cancelled", emit=False)
+                self._finish(s, cancelled=True)
         for s in self.slots:
             if s.state == "prefill":
                 self._guard(s, self._prefill_chunk)
@@ -255,7 +265,7 @@ class Engine:
         self.stats["decode_rows"] += len(dec)
         for s, row in zip(dec, rows):
             s.cached.append(s.pending)
-            s.pending = None
+            s.pending, s.h = None, None
             self._guard(s, self._next_token, row)
 
     def _guard(self, s: _Slot, fn, *args) -> None:
@@ -296,122 +306,70 @@ class Engine:
             self._next_token(s, out[0])
 
     def _next_token(self, s: _Slot, row: np.ndarray) -> None:
-        """Sample from ``row`` (the logits after the last token in the cache), emit, and either
-        finish or leave the token pending for the next decode step."""
+        """One step of the request's SequenceState on ``row`` (the logits after the last token
+        in the cache): emit its events, then finish or leave the token pending."""
         req = s.req
         if req.t_first is None:
             req.t_first = time.perf_counter()
-        if req.prefix_tokens:
-            self._take(s, req.prefix_tokens.pop(0))
-            return
-        info = None
-        if req.top_logprobs is not None:
-            info = _logprob_info(row, req.top_logprobs)  # the model's distribution, before any mask
-        if req.constraint is not None:
-            if req.constraint.done:
-                if req.suffix_tokens:  # e.g. <tool_call|> after forced call arguments
-                    self._take(s, req.suffix_tokens.pop(0))
-                else:
-                    self._finish(s, "stop")
-                return
-            row = np.array(row, dtype=np.float32, copy=True)
-            req.constraint.mask_logits(row)
-        t = int(req.sampler.sample(row, history_ids(s.cached, req.history_n)))
-        if req.constraint is not None:
-            req.constraint.accept(t)
-        if info is not None:
-            info["id"], info["logprob"] = t, float(info.pop("_lp")[t])
-        self._take(s, t, info)
+        self._handed(s, req.state.step(row, s.cached))
 
-    def _take(self, s: _Slot, t: int, info: dict | None = None) -> bool:
-        """Hand token t to the request; False when the request finished (t not kept pending)."""
+    def _handed(self, s: _Slot, events: list) -> bool:
+        """Emit the events of a step / take; False when the request finished."""
         req = s.req
-        if t in req.stop_ids:
-            self._finish(s, "stop")
+        for ev in events:
+            self._emit(req, ev)
+        self.stats["completion_tokens"] += len(req.state.tokens) - s.n_counted
+        s.n_counted = len(req.state.tokens)
+        if req.state.finished:
+            self._finish(s)
             return False
-        req.tokens.append(t)
-        self.stats["completion_tokens"] += 1
-        if info is not None:
-            self._emit(req, ("token", info))
-        text = s.asm.push(self.model.tokenizer.token_to_piece(t, special=req.special))
-        self._text(req, text)
-        if s.asm.stopped is not None or (req.parser is not None and req.parser.stopped_by is not None):
-            self._finish(s, "stop")
-        elif req.constraint is not None and req.constraint.done and not req.stop_ids and not req.suffix_tokens:
-            self._finish(s, "stop")
-        elif len(req.tokens) >= req.max_tokens or s.ctx.n_past + 1 > self.n_ctx:
-            self._finish(s, "length")
-        else:
-            s.pending, s.state = t, "decode"
-            return True
-        return False
+        s.pending, s.state = req.state.last_token, "decode"
+        return True
 
     # -- speculative decoding (one generating slot, a drafter loaded) -------------------------------
     def _can_draft(self, s: _Slot) -> bool:
-        req = s.req
-        return (self.model.drafter is not None and req.constraint is None and req.top_logprobs is None
-                and not req.prefix_tokens and len(req.tokens) + 1 < req.max_tokens
-                and s.ctx.n_past + MAX_DRAFT + 2 <= self.n_ctx)
+        st = s.req.state
+        return (self.model.drafter is not None and st.can_draft
+                and s.ctx.n_past + st.draft_len(s.draft.k) + 1 <= self.n_ctx)
 
     def _draft_round(self, s: _Slot) -> None:
-        """Draft k tokens after the pending token t, verify t + drafts in one target pass, keep
-        the agreeing prefix (greedy: equal to the target's choice; sampling: the min(1, p/q)
-        test of speculative.py), roll the cache back, hand out the kept tokens. The pending
-        token was already handed out when it was sampled."""
-        req, ctx, sampler = s.req, s.ctx, s.req.sampler
-        drafter = self.model.drafter
-        t = s.pending
-        pos = ctx.n_past
-        h = ctx.last_hidden[-1].copy()
-        k = max(1, min(s.draft_k, req.max_tokens - len(req.tokens), MAX_DRAFT))
-        greedy = not req.temperature > 0.0
-        base = s.cached + [t]
-        drafts, qs = draft(drafter, ctx, t, pos, h, k, sampler, greedy, lambda ds: history_ids(base + ds, req.history_n))
-        rows = ctx.eval(np.asarray([t] + drafts, dtype=np.int32), all_logits=True)
-        s.cached.extend([t] + drafts)
-        n_acc, nxt = verify(sampler, rows, drafts, qs, greedy, lambda i: history_ids(base + drafts[:i], req.history_n))
-        s.draft_k = adapt_draft_len(s.draft_k, n_acc, k)
-        keep = pos + 1 + n_acc
-        if not ctx.truncate(keep):
-            raise RuntimeError("[speculative] the KV cache could not roll back the rejected drafts")
-        del s.cached[keep:]
+        """speculative.speculative_round after the pending token, then the accepted drafts and
+        the next token go to the request's SequenceState (the pending token was handed out when
+        it was sampled)."""
+        st = s.req.state
+        k = st.draft_len(s.draft.k)
+        # the drafter starts from the hidden row of the token before the pending one: the last
+        # evaluated row after a plain step, the last kept row after a round (the context's
+        # last_hidden then still ends with the rejected drafts)
+        h = s.h if s.h is not None else s.ctx.last_hidden[-1].copy()
+        accepted, nxt, s.h = speculative_round(self.model.drafter, s.ctx, s.cached, s.pending, h, k, st.sampler,
+                                               st.params.greedy, st.history_n)
+        s.draft.update(len(accepted), k)
         self.stats["drafted"] += k
-        self.stats["draft_accepted"] += n_acc
+        self.stats["draft_accepted"] += len(accepted)
         self.stats["decode_steps"] += 1
         self.stats["decode_rows"] += 1
-        self._rate.append((time.perf_counter(), n_acc + 1))
+        self._rate.append((time.perf_counter(), len(accepted) + 1))
         s.pending = None
-        for d in drafts[:n_acc]:
-            if not self._take(s, d):
+        for t in accepted + [nxt]:
+            if not self._handed(s, st.take(t)):
                 return
-            s.pending = None  # d is in the cache already
-        self._take(s, nxt)
 
-    def _text(self, req: EngineRequest, text: str) -> None:
-        if not text:
-            return
-        if req.parser is None:
-            self._emit(req, ("text", text))
-            return
-        for ev in req.parser.feed(text):
-            self._emit(req, ev)
-
-    def _finish(self, s: _Slot, reason: str, emit: bool = True) -> None:
+    def _finish(self, s: _Slot, cancelled: bool = False) -> None:
         req = s.req
         s.req, s.state, s.pending, s.last_used = None, "idle", None, time.perf_counter()
-        if req is None or not emit:
+        if req is None:
             return
-        self._text(req, s.asm.flush())
-        if req.parser is not None:
-            for ev in req.parser.flush():
-                self._emit(req, ev)
-            result = req.parser.finish()
-        else:
-            result = None
+        if cancelled:
+            req.state.cancel()
+            return
+        st = req.state
+        reason = st.finish_reason
         self.stats[f"finish_{reason}"] += 1
-        usage = {"prompt_tokens": len(req.ids), "completion_tokens": len(req.tokens),
-                 "total_tokens": len(req.ids) + len(req.tokens), "prompt_tokens_reused": req.reused}
-        self._emit(req, ("done", {"finish_reason": reason, "usage": usage, "result": result,
+        n = len(st.tokens)
+        usage = {"prompt_tokens": len(req.ids), "completion_tokens": n, "total_tokens": len(req.ids) + n,
+                 "prompt_tokens_reused": req.reused}
+        self._emit(req, ("done", {"finish_reason": reason, "usage": usage, "result": st.chat,
                                   "ttft_s": (req.t_first or time.perf_counter()) - req.t_submit}))
 
     @staticmethod

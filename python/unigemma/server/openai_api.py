@@ -18,10 +18,10 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import random
 from typing import Any
 
 from ..chat.tool_syntax import ChatFormatError
+from ..generation import SamplingParams, TokenLogprob
 
 
 class ApiError(Exception):
@@ -55,20 +55,25 @@ def _number(body: dict, key: str, default, lo: float, hi: float, integer: bool =
     return v
 
 
-def parse_sampling(body: dict) -> dict:
-    """The sampling fields shared by /v1/chat/completions and /v1/completions."""
+OPENAI_TEMPERATURE = 1.0  # OpenAI's default when a request gives none (the library's is greedy)
+
+
+def parse_sampling(body: dict, chat: bool) -> SamplingParams:
+    """The SamplingParams of a /v1/chat/completions or /v1/completions body, except max_tokens
+    (``parse_max_tokens``: it depends on the prompt). OpenAI's defaults where the body is
+    silent (``OPENAI_TEMPERATURE``); everything else is SamplingParams' default."""
+    d = SamplingParams()
     out: dict[str, Any] = {}
-    out["temperature"] = float(_number(body, "temperature", 1.0, 0.0, 2.0))
-    out["top_p"] = float(_number(body, "top_p", 1.0, 0.0, 1.0))
+    out["temperature"] = float(_number(body, "temperature", OPENAI_TEMPERATURE, 0.0, 2.0))
+    out["top_p"] = float(_number(body, "top_p", d.top_p, 0.0, 1.0))
     if out["top_p"] == 0.0:
         out["top_p"], out["temperature"] = 1.0, 0.0  # top_p 0 keeps only the most likely token
-    out["top_k"] = int(_number(body, "top_k", 0, 0, 1 << 20, integer=True))
-    out["min_p"] = float(_number(body, "min_p", 0.0, 0.0, 1.0))
-    out["frequency_penalty"] = float(_number(body, "frequency_penalty", 0.0, -2.0, 2.0))
-    out["presence_penalty"] = float(_number(body, "presence_penalty", 0.0, -2.0, 2.0))
-    out["repetition_penalty"] = float(_number(body, "repetition_penalty", 1.0, 0.01, 10.0))
-    seed = _number(body, "seed", None, -(1 << 63), (1 << 64) - 1, integer=True)
-    out["seed"] = (random.SystemRandom().getrandbits(63) if seed is None else int(seed) & ((1 << 63) - 1))
+    out["top_k"] = int(_number(body, "top_k", d.top_k, 0, 1 << 20, integer=True))
+    out["min_p"] = float(_number(body, "min_p", d.min_p, 0.0, 1.0))
+    out["frequency_penalty"] = float(_number(body, "frequency_penalty", d.frequency_penalty, -2.0, 2.0))
+    out["presence_penalty"] = float(_number(body, "presence_penalty", d.presence_penalty, -2.0, 2.0))
+    out["repetition_penalty"] = float(_number(body, "repetition_penalty", d.repetition_penalty, 0.01, 10.0))
+    out["seed"] = _number(body, "seed", None, -(1 << 63), (1 << 64) - 1, integer=True)
     n = _number(body, "n", 1, 1, 1, integer=True)
     del n  # only n=1 (the range check above says so)
     bias = body.get("logit_bias")
@@ -92,8 +97,24 @@ def parse_sampling(body: dict) -> dict:
         raise _bad("'stop' must be a string or a list of strings", "stop")
     if len(stops) > 4:
         raise _bad(f"'stop' holds at most 4 strings, got {len(stops)}", "stop")
-    out["stop"] = [s for s in stops if s]
-    return out
+    out["stop"] = stops
+    ignore_eos = body.get("ignore_eos", False)  # llama-server's extension (benchmarks): run to max_tokens
+    if not isinstance(ignore_eos, bool):
+        raise _bad("'ignore_eos' must be a boolean", "ignore_eos")
+    if ignore_eos:
+        out["stop_tokens"] = ()
+    top = parse_logprobs(body, chat)
+    if top is not None:
+        out["logprobs"], out["top_logprobs"] = True, top
+    rf = body.get("response_format")
+    if rf is not None:
+        if not isinstance(rf, dict):
+            raise _bad("'response_format' must be an object", "response_format")
+        out["response_format"] = rf
+    try:
+        return SamplingParams(**out)
+    except ValueError as e:
+        raise _bad(str(e), "response_format" if "response_format" in str(e) else None) from None
 
 
 def parse_max_tokens(body: dict, n_ctx: int) -> int | None:
@@ -249,7 +270,8 @@ def format_error(e: Exception) -> ApiError:
     return ApiError(500, f"{type(e).__name__}: {e}")
 
 
-def logprob_entry(tokenizer, info: dict) -> dict:
+def logprob_entry(tokenizer, info: TokenLogprob) -> dict:
+    """A chat completion's ``logprobs.content`` entry."""
     def piece(i: int) -> str:
         return tokenizer.token_to_piece(i, special=True).decode("utf-8", errors="replace")
 
@@ -257,6 +279,6 @@ def logprob_entry(tokenizer, info: dict) -> dict:
         t = piece(i)
         return {"token": t, "logprob": lp, "bytes": list(t.encode())}
 
-    e = entry(info["id"], info["logprob"])
-    e["top_logprobs"] = [entry(i, lp) for i, lp in info["top_logprobs"]]
+    e = entry(info.id, info.logprob)
+    e["top_logprobs"] = [entry(i, lp) for i, lp in info.top_logprobs]
     return e
