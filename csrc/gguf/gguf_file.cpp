@@ -432,16 +432,16 @@ void GGUFFile::parse_part(uint32_t part_index, bool is_first) {
     uint64_t n_tensors = c.read<uint64_t>("tensor count");
     uint64_t n_kv = c.read<uint64_t>("metadata key count");
     // minimal encodings: kv = 8 (key len) + 4 (type) + 1 (u8 value); tensor info = 8 + 4 + 4 + 8
+    if (n_kv > c.left() / 13)
+        fail("metadata key count " + std::to_string(n_kv) + " is larger than the file can hold");
+    if (n_tensors > c.left() / 24)
+        fail("tensor count " + std::to_string(n_tensors) + " is larger than the file can hold");
     if (n_kv > kMaxKeys)
         fail("metadata key count " + std::to_string(n_kv) + " is more than the " + std::to_string(kMaxKeys) +
              " supported");
     if (n_tensors > kMaxTensors - tensors_.size())  // all split parts together
         fail("tensor count " + std::to_string(n_tensors) + (tensors_.empty() ? "" : " (plus the earlier parts' tensors)") +
              " is more than the " + std::to_string(kMaxTensors) + " supported");
-    if (n_kv > c.left() / 13)
-        fail("metadata key count " + std::to_string(n_kv) + " is larger than the file can hold");
-    if (n_tensors > c.left() / 24)
-        fail("tensor count " + std::to_string(n_tensors) + " is larger than the file can hold");
 
     std::map<std::string, Value> part_kv;
     for (uint64_t k = 0; k < n_kv; ++k) {
