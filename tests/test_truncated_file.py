@@ -46,6 +46,24 @@ def test_truncated_while_mapped_raises_instead_of_crashing(tiny_path, tmp_path, 
     assert str(model) in res["logits"] and str(tok) in res["tokenizer"]
 
 
+def test_truncated_drafter_and_projector_raise_instead_of_crashing(hf_ckpt, tmp_path):
+    from unigemma.convert import convert
+
+    res = convert(hf_ckpt("default"), "f32", tmp_path / "side", assistant_dir=hf_ckpt("assistant_default"),
+                  progress=False)
+    r = _run(["sidecars", res.text, res.assistant, res.mmproj], {"UNIGEMMA_REPACK": "0"})
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-3000:]}"
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(out) == {"generate_with_draft", "embed_image", "embed_audio"}
+    want_file = {"generate_with_draft": str(res.assistant), "embed_image": str(res.mmproj),
+                 "embed_audio": str(res.mmproj) + ".audio.gguf"}
+    for call, what in out.items():
+        # a call may also be unaffected (everything it reads was copied at load): then it must
+        # return exactly what it returned before
+        assert what == "returned the same" or (what.startswith("GGUFError: ") and WANT in what
+                                               and want_file[call] in what), f"{call}: {what}"
+
+
 def test_faults_outside_our_mappings_still_kill(tiny_path, tmp_path):
     """The guard handles only its own mappings: a fault elsewhere reaches the handler that was
     installed before it (here the default action), as if the guard were not there."""
