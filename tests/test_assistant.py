@@ -251,7 +251,8 @@ def test_our_file_and_llama_cpp_file_agree(files, hf_ckpt, tmp_path):
     source tree (its convert_hf_to_gguf.py and gguf-py)."""
     root = os.environ.get("UNIGEMMA_LLAMA_CPP_DIR")
     if not root or not (Path(root) / "convert_hf_to_gguf.py").is_file():
-        pytest.skip("UNIGEMMA_LLAMA_CPP_DIR not set")
+        pytest.skip("llama.cpp converter oracle: set UNIGEMMA_LLAMA_CPP_DIR to a llama.cpp source tree "
+                    "(holding convert_hf_to_gguf.py and gguf-py)")
     text, asst, _ = files("alt_layout")
     out = tmp_path / "lcp-assistant.gguf"
     env = dict(os.environ, PYTHONPATH=str(Path(root) / "gguf-py"))

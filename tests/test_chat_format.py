@@ -419,6 +419,7 @@ def _pieces(text, cuts):
     return [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])]
 
 
+@pytest.mark.slow  # 300 examples, each rendering tool calls through the real template: ~45 s
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model_outputs())
 def test_stream_parser_recovers_structure(call_text, out):

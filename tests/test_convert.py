@@ -138,9 +138,12 @@ def verify_file(path: Path, ck_dir: Path, prefix: str):
 # shape logic depends on the layout, the quantization path on the type only.
 EVERY_TENSOR_CASES = ([("default", t) for t in OUTTYPES]
                       + [(c, t) for c in CONFIGS[1:] for t in ("f16", "q8_0", "q4_k_m")])
+# 7-26 s per case: the matrix is the slow tier; default/q8_0 (a quantized type, ~7 s) stays quick
+QUICK_CASE = ("default", "q8_0")
+EVERY_TENSOR_PARAMS = [pytest.param(*c, marks=() if c == QUICK_CASE else pytest.mark.slow) for c in EVERY_TENSOR_CASES]
 
 
-@pytest.mark.parametrize("cfg, outtype", EVERY_TENSOR_CASES)
+@pytest.mark.parametrize("cfg, outtype", EVERY_TENSOR_PARAMS)
 def test_every_tensor_matches_source(converted, hf_ckpt, cfg, outtype):
     res = converted(cfg, outtype)
     verify_file(res.text, hf_ckpt(cfg), "model.language_model.")
@@ -336,6 +339,7 @@ def test_interrupted_conversion_leaves_no_output(hf_ckpt, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # ~25 s: converter and inspect subprocesses
 def test_cli_convert_and_inspect_compare(hf_ckpt, tmp_path):
     exe = [sys.executable, "-m", "unigemma"]
     r = subprocess.run(exe + ["convert", str(hf_ckpt("alt_layout")), "--outtype", "q8_0", "-o", str(tmp_path / "m")],

@@ -20,6 +20,7 @@ def peak_rss_of(cmd: list[str]) -> int:
     return usage.ru_maxrss * 1024  # Linux reports KiB
 
 
+@pytest.mark.slow  # converts a 480 MiB checkpoint: ~25 s
 def test_peak_memory_tracks_largest_tensor_not_model(tmp_path):
     # 20 layers x 3 x (2048 x 1024) f32 = 480 MiB of weights, largest tensor 8 MiB
     dims = dict(hidden=1024, intermediate=2048, head_dim=128, global_head_dim=256, n_heads=4, n_kv=2)

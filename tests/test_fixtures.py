@@ -19,6 +19,9 @@ import transformers
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 import tiny_checkpoints as tc  # noqa: E402
 
+# every test here checks checkpoints the module builds from scratch with transformers (~40 s)
+pytestmark = pytest.mark.slow
+
 TARGETS = list(tc.CONFIGS)
 BF16 = ["default_bf16", "alt_layout_bf16"]
 ASSISTANTS = [("default", True), ("default", False), ("kv_shared", True), ("alt_layout", True)]

@@ -468,7 +468,7 @@ np.savez(sys.argv[2], **out)
 """
 
 
-@pytest.mark.skipif(not os.environ.get("UNIGEMMA_TV_PYTHON"), reason="set UNIGEMMA_TV_PYTHON to a python with torchvision")
+@pytest.mark.skipif(not os.environ.get("UNIGEMMA_TV_PYTHON"), reason="torchvision oracle: set UNIGEMMA_TV_PYTHON to a Python interpreter with torchvision installed")
 def test_live_oracle_random_images(tmp_path):
     rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
     inputs = {}

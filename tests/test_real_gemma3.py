@@ -20,10 +20,11 @@ def path():
 
 
 @pytest.fixture(scope="module")
-def ref(path):
+def ref(path):  # the gguf package reads the 250 MB file in Python: ~15 s, so its users are slow
     return gguf.GGUFReader(str(path))
 
 
+@pytest.mark.slow
 def test_loads_and_matches_reference_reader(path, ref):
     f = unigemma.open_gguf(path)
     assert f["general.architecture"] == "gemma3"
@@ -49,6 +50,7 @@ def test_loads_and_matches_reference_reader(path, ref):
     assert len(f["tokenizer.ggml.tokens"]) == 262144
 
 
+@pytest.mark.slow
 def test_every_block_format_dequantizes_like_gguf_package(path, ref):
     f = unigemma.open_gguf(path)
     ref = {t.name: t for t in ref.tensors}

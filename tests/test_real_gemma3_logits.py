@@ -22,6 +22,9 @@ import pytest
 import unigemma
 from unigemma import _core as core
 
+# transformers runs the real Gemma 3 270M over 1,100 tokens: minutes
+pytestmark = pytest.mark.slow
+
 N_TOKENS = 1100
 
 

@@ -477,6 +477,7 @@ PERSON = {"type": "object", "additionalProperties": False, "required": ["name", 
                          "tags": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3}}}
 
 
+@pytest.mark.slow  # the real 270M generates ~900 constrained tokens: ~25 s
 def test_response_format_json_schema_and_json_object(g3srv):
     import jsonschema
 

@@ -23,6 +23,9 @@ import time
 import openai
 import pytest
 
+# a 60 s load run against the real Gemma 3 270M
+pytestmark = pytest.mark.slow
+
 LOAD_SECONDS = float(os.environ.get("UNIGEMMA_LOAD_SECONDS", "60"))
 N_CLIENTS = 64
 

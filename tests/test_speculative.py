@@ -67,6 +67,7 @@ class RandomDrafter:
         return row, self.h
 
 
+@pytest.mark.slow  # 10 hypothesis examples, each converting and running a model: ~70 s
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(name=st.sampled_from(["default", "alt_layout", "odd_heads"]), kv=st.sampled_from(["f32", "f16", "q8_0"]),
@@ -142,6 +143,7 @@ def _two_token_law(m, prompt, top_k, temperature):
     return law
 
 
+@pytest.mark.slow  # thousands of sampled rounds for the chi-square: 25-90 s
 @pytest.mark.parametrize("accept_all", [False, True])
 def test_sampling_preserves_the_target_distribution(gguf_of, accept_all, monkeypatch):
     """Chi-square of 1200 seeded runs' first two tokens against the exact law. With
@@ -192,6 +194,7 @@ def test_model_draft_argument_errors(gguf_of, tmp_path):
         unigemma.Model(gguf_of("default"), draft=tmp_path / "missing.gguf")
 
 
+@pytest.mark.slow  # transformers' assisted generate: 75-100 s each
 @pytest.mark.parametrize("name", ["default", "kv_shared"])
 def test_greedy_with_drafter_matches_transformers_assisted_generate(name, gguf_of, hf_ckpt):
     import torch
@@ -236,6 +239,7 @@ def test_drafting_with_an_image_in_a_chat_and_streaming(gguf_of):
     assert s.result.tokens == plain.tokens
 
 
+@pytest.mark.slow  # CLI subprocess loading target and drafter: ~20 s
 def test_cli_run_with_draft(gguf_of):
     import subprocess
     import sys

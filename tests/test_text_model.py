@@ -74,6 +74,7 @@ def test_logits_match_transformers_f32(name, n_ubatch, gguf_of, hf_model):
     assert rel_l2(last[0], ref[-1]) < 1e-4
 
 
+@pytest.mark.slow  # transformers' generate on each config: 14-48 s each
 @pytest.mark.parametrize("name", CONFIGS)
 def test_greedy_continuation_matches_generate(name, gguf_of, hf_model):
     """64 greedy tokens, one decode step at a time through the cache, equal

@@ -106,6 +106,7 @@ def _gemma3_corpus(tok):
     return tokenizer_corpus.corpus(_gemma3_special_texts(tok), n_random=2100, seed=3)
 
 
+@pytest.mark.slow  # transformers' tokenizer rebuilt from the GGUF: ~35 s
 def test_gemma3_parity_with_hf(gemma3, gemma3_hf):
     _, tok = gemma3
     every = _gemma3_corpus(tok)
@@ -121,9 +122,12 @@ def test_gemma3_parity_with_hf(gemma3, gemma3_hf):
 
 
 # llama.cpp's tokenizer as an extra oracle where it is built (not in CI): UNIGEMMA_LLAMA_CPP_BIN
-# names the directory holding llama-tokenize (shared/reference/README.md: how to build it).
-_LLAMA_TOKENIZE = Path(os.environ.get("UNIGEMMA_LLAMA_CPP_BIN",
-                                      "/work/ext/llama_cpp_python-0.3.36/build/bin")) / "llama-tokenize"
+# names the llama.cpp build directory holding llama-tokenize.
+_LLAMA_BIN = os.environ.get("UNIGEMMA_LLAMA_CPP_BIN", "")
+_LLAMA_TOKENIZE = Path(_LLAMA_BIN) / "llama-tokenize"
+_NO_LLAMA_TOKENIZE = not _LLAMA_BIN or not _LLAMA_TOKENIZE.is_file()
+_LLAMA_SKIP = ("llama.cpp oracle: set UNIGEMMA_LLAMA_CPP_BIN to a llama.cpp build directory holding "
+               "llama-tokenize (cmake --build build --target llama-tokenize; then build/bin)")
 
 
 def _llama_cpp_ids(model_path, text):
@@ -134,7 +138,7 @@ def _llama_cpp_ids(model_path, text):
     return [int(x) for x in r.stdout.strip().splitlines()[-1].strip("[]").split(",") if x.strip()]
 
 
-@pytest.mark.skipif(not _LLAMA_TOKENIZE.is_file(), reason="llama-tokenize not built here")
+@pytest.mark.skipif(_NO_LLAMA_TOKENIZE, reason=_LLAMA_SKIP)
 def test_gemma3_hf_divergent_strings_match_llama_cpp(gemma3):
     """The strings left out of the HF comparison (module doc) against llama.cpp itself."""
     path, tok = gemma3
@@ -212,7 +216,7 @@ def test_gemma4_long_text_parity(gemma4):
     assert all(r == want for r in results)
 
 
-@pytest.mark.skipif(not _LLAMA_TOKENIZE.is_file(), reason="llama-tokenize not built here")
+@pytest.mark.skipif(_NO_LLAMA_TOKENIZE, reason=_LLAMA_SKIP)
 def test_gemma4_matches_llama_cpp(gemma4):
     """Extra oracle: llama.cpp's own tokenizer on the same GGUF, for a few strings."""
     path, tok, _ = gemma4

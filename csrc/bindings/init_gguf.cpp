@@ -33,7 +33,7 @@ py::array numeric_array(const Value& v) {
     return std::move(a);
 }
 
-py::object value_to_py(const Value& v) {
+py::object value_to_py(const Value& v, const std::string& key) {
     switch (v.type) {
         case ValueType::UINT8: case ValueType::UINT16: case ValueType::UINT32: case ValueType::UINT64:
             return py::int_(v.u);
@@ -65,8 +65,10 @@ py::object value_to_py(const Value& v) {
                     return std::move(l);
                 }
                 case ValueType::ARRAY: {
-                    py::list l(v.children.size());
-                    for (size_t k = 0; k < v.children.size(); ++k) l[k] = value_to_py(v.children[k]);
+                    const std::vector<Value> children = gguf::array_children(v, key);
+                    py::list l(children.size());
+                    for (size_t k = 0; k < children.size(); ++k)
+                        l[k] = value_to_py(children[k], key + "[" + std::to_string(k) + "]");
                     return std::move(l);
                 }
             }
@@ -138,18 +140,29 @@ void init_gguf(py::module_& m) {
         })
         .def("get", [](const GGUFFile& f, const std::string& k, py::object dflt) {
             const Value* v = f.find(k);
-            return v ? value_to_py(*v) : dflt;
+            if (!v) return dflt;
+            py::object out = value_to_py(*v, k);
+            f.check_intact();  // strings and arrays were read from the mapping
+            return out;
         }, py::arg("key"), py::arg("default") = py::none())
         .def("__getitem__", [](const GGUFFile& f, const std::string& k) {
             const Value* v = f.find(k);
             if (!v) throw py::key_error(k);
-            return value_to_py(*v);
+            py::object out = value_to_py(*v, k);
+            f.check_intact();
+            return out;
         })
+        .def("check_intact", &GGUFFile::check_intact,
+             "raise GGUFError if a read of the mapped file faulted since it was opened (it was "
+             "truncated or changed while in use; such reads return zeros instead of crashing)")
         .def_property_readonly("tensors", [](const GGUFFile& f) { return f.tensors(); })
         .def("tensor_info", [](const GGUFFile& f, const std::string& name) { return need_tensor(f, name); })
         .def("tensor_bytes", [](py::object self, const std::string& name) {
             const GGUFFile& f = self.cast<const GGUFFile&>();
             const TensorInfo& t = need_tensor(f, name);
+            // a zero-copy view cannot be checked after the caller reads it: past a truncation
+            // it reads zeros, and the next checked call on this file raises
+            f.check_intact();
             py::array a(py::dtype::of<uint8_t>(), {static_cast<py::ssize_t>(t.n_bytes)}, {1}, t.data, self);
             a.attr("setflags")(py::arg("write") = false);
             return a;
@@ -168,6 +181,7 @@ void init_gguf(py::module_& m) {
                 py::gil_scoped_release nogil;
                 quant::dequantize_row(type, t.data, dst, static_cast<int64_t>(t.n_elements));
             }
+            f.check_intact();
             return out;
         }, "a tensor dequantized to float32, in NumPy order (reverse of ne)");
 

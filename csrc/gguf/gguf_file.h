@@ -10,6 +10,19 @@
 // Strings are u64 length + bytes (no terminator). Arrays are u32 elem_type + u64 count
 // + elements. Every length, count and offset is checked against the bytes left before
 // it is used, so a malformed file raises GGUFError instead of reading out of bounds.
+//
+// Memory bound: parsing allocates only for what the file actually holds, never for a declared
+// count before its bytes are seen. A numeric array is a pointer into the mapping; a string
+// array is a vector of views (16 bytes per element of at least 8 file bytes), sized after its
+// elements have been walked; an array of arrays is a pointer to its encoded children (decoded
+// on demand by array_children), so its in-memory cost does not depend on its length.
+//
+// Truncation while mapped: reading a page of a MAP_SHARED mapping past the end of a file that
+// another process truncated raises SIGBUS. Every mapping is registered with a process-wide
+// SIGBUS handler (see MappedFile) that maps zero pages over the rest of the mapping, marks the
+// file as damaged and lets the read retry, so the read returns zeros instead of killing the
+// process. check_intact() then throws GGUFError: entry points that read tensor data call it
+// after the read and report the damage instead of returning results computed from zeros.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,11 +52,15 @@ public:
     const uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // True once a read of the mapping faulted (the file shrank or could not be read after it
+    // was mapped); the faulting page and the rest of the mapping then read as zeros.
+    bool damaged() const;
 
 private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
+    int slot_ = -1;  // index in the SIGBUS handler's registry of mappings
 };
 
 // One metadata value. Scalars are decoded; strings and arrays point into the mapping.
@@ -57,10 +74,16 @@ struct Value {
     // ARRAY
     ValueType elem_type = ValueType::UINT8;
     uint64_t count = 0;
-    const uint8_t* elems = nullptr;          // numeric arrays: raw little-endian elements
+    // numeric arrays: the raw little-endian elements; arrays of arrays: the encoded children
+    // (each u32 elem_type + u64 count + elements), already validated; see array_children
+    const uint8_t* elems = nullptr;
+    uint64_t n_bytes = 0;                    // ARRAY: encoded size of the elements at `elems`
     std::vector<std::string_view> strings;   // string arrays
-    std::vector<Value> children;             // arrays of arrays
 };
+
+// Decodes the children of an array of arrays (v.elem_type == ARRAY), one level: a child that is
+// itself an array of arrays again points at its encoded children. `key` names v in errors.
+std::vector<Value> array_children(const Value& v, const std::string& key);
 
 struct TensorInfo {
     std::string name;
@@ -91,6 +114,10 @@ public:
     uint64_t file_bytes() const;       // all parts together
     uint64_t tensor_data_bytes() const;  // sum of tensor sizes
     std::shared_ptr<const MappedFile> part(uint32_t i) const { return parts_.at(i); }
+    // Throws GGUFError "[gguf] model file '...' was truncated or changed while in use" when a read
+    // of any part's mapping faulted since it was opened (MappedFile::damaged). Call it after
+    // reading tensor data or metadata views, before handing out what was computed from them.
+    void check_intact() const;
 
     // Typed getters that throw GGUFError naming the key on a missing key or a wrong type.
     std::string get_string(const std::string& key) const;

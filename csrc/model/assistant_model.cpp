@@ -358,6 +358,8 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
     const Weight& E_a = am.head();
     if (!am.has_centroid_head()) {
         mm(E_a, z, logits_out, nt, lv);
+        am.check_intact();
+        t_->file().check_intact();
         return;
     }
     // Centroid head: top_k clusters of K = V / n_centroids tokens each.
@@ -378,6 +380,8 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
     const float mask = *std::min_element(sel_logits_.begin(), sel_logits_.begin() + n_sel) - 1.0f;
     std::fill(logits_out, logits_out + ah.n_vocab, mask);
     for (int64_t i = 0; i < n_sel; ++i) logits_out[sel_ids_[static_cast<size_t>(i)]] = sel_logits_[static_cast<size_t>(i)];
+    am.check_intact();  // weights read as zeros past a truncation of a mapped file
+    t_->file().check_intact();
 }
 
 }  // namespace unigemma::model

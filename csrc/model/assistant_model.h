@@ -79,6 +79,11 @@ public:
     const Weight& centroids() const { return centroids_; }  // [n_centroids][H_a]
     const int32_t* token_ordering() const { return ordering_; }  // [V]
     const gguf::GGUFFile& file() const { return *file_; }
+    // GGUFFile::check_intact for the drafter file and the centroid file, if separate
+    void check_intact() const {
+        file_->check_intact();
+        if (centroid_file_) centroid_file_->check_intact();
+    }
 
 private:
     void load();

@@ -347,6 +347,7 @@ int64_t MMProjector::embed_image(const float* patches, const int32_t* pos_xy, in
             nt);
         mm(vision_proj_, h.data(), nc, out + r0 * H, nt);  // [nc, D] -> [nc, H]
     }
+    file_->check_intact();  // weights read as zeros past a truncation of the mapped file
     return n_valid;
 }
 
@@ -376,6 +377,7 @@ void MMProjector::embed_audio(const float* frames, int64_t n, float* out) const 
             nt);
         mm(audio_proj_, x.data(), nc, out + r0 * H, nt);  // [nc, frame] -> [nc, H]
     }
+    file_->check_intact();
 }
 
 }  // namespace unigemma::model

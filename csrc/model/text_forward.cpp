@@ -143,6 +143,7 @@ void Context::eval(const int32_t* tokens, int64_t n, bool all_logits, float* log
         eval_ubatch(tokens + s, nb, all_logits, out, check_interrupt, sub);
         s += nb;
     }
+    m_->file().check_intact();  // weights read as zeros past a truncation of the mapped file
 }
 
 void Context::eval_ubatch(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out,
@@ -182,6 +183,7 @@ void Context::decode_batch(const std::vector<Context*>& ctxs, const int32_t* tok
     }
     forward(segs.data(), segs.size(), tokens, static_cast<int64_t>(ctxs.size()), EvalInput{}, true, logits_out,
             check_interrupt);
+    c0->model().file().check_intact();  // weights read as zeros past a truncation of the mapped file
 }
 
 Context::Activations Context::activations(int64_t rows, std::unique_ptr<ops::Buffer>& transient) {

@@ -33,6 +33,7 @@ TextModel::TextModel(std::shared_ptr<const GGUFFile> file) : file_(std::move(fil
     // The head too (a tied head's token lookups still read the GGUF rows).
     mats.push_back(&output_);
     panels_ = PanelStore::repack(mats, 0);
+    file_->check_intact();  // the repack copied weights out of the mapping
 }
 
 size_t TextModel::weight_bytes() const { return static_cast<size_t>(file_->tensor_data_bytes()); }

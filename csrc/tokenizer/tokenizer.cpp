@@ -49,8 +49,20 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile& f) {
     const Value* v = f.find(key);
     if (!v) throw GGUFError("[tokenizer] missing required key '" + key + "'");
     if (v->type != ValueType::STRING) bad_key(key, std::string("expected STRING, got ") + gguf::value_type_name(v->type));
-    if (v->str == "gemma4") return make_gemma4_bpe(f);
-    if (v->str == "llama") return make_llama_spm(f);
+    std::unique_ptr<Tokenizer> t;
+    try {
+        if (v->str == "gemma4") t = make_gemma4_bpe(f);
+        else if (v->str == "llama") t = make_llama_spm(f);
+    } catch (const Error&) {
+        f.check_intact();  // an error caused by zeros read past a truncation: report that instead
+        throw;
+    }
+    if (t) {
+        // the vocabulary was copied out of the mapping: zeros read past a truncation would
+        // otherwise become a silently wrong vocabulary
+        f.check_intact();
+        return t;
+    }
     bad_key(key, "unsupported tokenizer model '" + std::string(v->str) + "' (supported: gemma4, llama)");
 }
 
