@@ -9,10 +9,7 @@
 #include "base/error.h"
 #include "model/gguf_schema.h"
 #include "model/weight_binding.h"
-#include "ops/cpu/kernels.h"
-#include "ops/cpu/matmul.h"
-#include "quant/quant.h"
-#include "ops/cpu/attention.h"
+#include "ops/cpu/cpu_backend.h"
 
 namespace unigemma::model {
 
@@ -44,10 +41,6 @@ auto retag(F&& fn) -> decltype(fn()) {
 
 std::string arch_of(const GGUFFile& f) {
     return f.find("general.architecture") ? f.get_string("general.architecture") : std::string();
-}
-
-void mm(const Weight& w, const float* x, float* y, int nt, int levels) {
-    cpu::matmul(cpu::kernels(), w.type, w.data, w.rows, w.cols, w.row_bytes, x, 1, y, nt, levels);
 }
 
 }  // namespace
@@ -267,15 +260,23 @@ Drafter::Drafter(std::shared_ptr<const AssistantModel> assistant, std::shared_pt
         q_max = std::max(q_max, static_cast<size_t>(d.n_head) * static_cast<size_t>(d.head_dim));
         ff_max = std::max(ff_max, static_cast<size_t>(d.n_ff));
     }
-    const auto H = static_cast<size_t>(ah.n_embd);
-    in2_.resize(2 * static_cast<size_t>(ah.n_embd_out));
-    x_.resize(H);
-    a_buf_.resize(H);
-    o_.resize(H);
-    q_.resize(q_max);
-    att_.resize(q_max);
-    g_.resize(ff_max);
-    u_.resize(ff_max);
+    backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
+    const int64_t H = ah.n_embd, qw = static_cast<int64_t>(q_max), ff = static_cast<int64_t>(ff_max);
+    arena_ = backend_->alloc(static_cast<size_t>(2 * ah.n_embd_out + 3 * H + 2 * qw + 2 * ff));
+    float* base = arena_->data();
+    auto take = [&](int64_t cols) {
+        const ops::Tensor t{base, 1, cols};
+        base += cols;
+        return t;
+    };
+    in2_ = take(2 * ah.n_embd_out);
+    x_ = take(H);
+    a_buf_ = take(H);
+    o_ = take(H);
+    q_ = take(qw);
+    att_ = take(qw);
+    g_ = take(ff);
+    u_ = take(ff);
     if (a_->has_centroid_head()) {
         const auto nc = static_cast<size_t>(ah.n_centroids);
         const auto sel = static_cast<size_t>(ah.top_k * (ah.n_vocab / ah.n_centroids));
@@ -314,57 +315,61 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
     }
 
     std::lock_guard<std::mutex> lock(mu_);
-    const cpu::KernelTable& K = cpu::kernels();
-    const int nt = n_threads_, lv = act_levels_;
-    const int64_t H = ah.n_embd, Ht = ah.n_embd_out;
+    ops::Backend& B = *backend_;
+    const int lv = act_levels_;
+    const int64_t Ht = ah.n_embd_out;
     const float eps = ah.eps;
+    // a tensor of one row and `cols` columns at the start of a wider activation row
+    auto narrow = [](ops::Tensor t, int64_t cols) { return ops::Tensor{t.data, 1, cols}; };
 
     // x = pre_projection [E_t[token] * embed_scale_t ; h_in]
-    const Weight& E = t_->token_embd();
-    quant::dequantize_row(E.type, E.data + static_cast<size_t>(token) * E.row_bytes, in2_.data(), Ht);
-    K.scale(in2_.data(), in2_.data(), th.embed_scale, Ht);
-    std::copy(h_in, h_in + Ht, in2_.data() + Ht);
-    mm(am.pre_projection(), in2_.data(), x_.data(), nt, lv);
+    B.embed(t_->token_embd(), &token, nullptr, nullptr, th.embed_scale, narrow(in2_, Ht));
+    B.write(ops::Tensor{in2_.data + Ht, 1, Ht}, h_in);
+    B.matmul(am.pre_projection(), in2_, x_, lv);
 
     for (int il = 0; il < ah.n_layer; ++il) {
         const LayerSpec& s = ah.layers[static_cast<size_t>(il)];
         const LayerWeights& w = am.layer(il);
-        const int hd = s.head_dim;
-        K.rms_norm(a_buf_.data(), x_.data(), w.attn_norm, H, eps);
-        mm(w.q, a_buf_.data(), q_.data(), nt, lv);
-        for (int h = 0; h < s.n_head; ++h) {
-            float* qh = q_.data() + int64_t(h) * hd;
-            K.rms_norm(qh, qh, w.q_norm, hd, eps);
-            K.rope_neox(qh, hd, static_cast<float>(pos), s.inv_freq);
-        }
+        const ops::Tensor q = narrow(q_, int64_t(s.n_head) * s.head_dim), att = narrow(att_, q.cols);
+        B.rms_norm(a_buf_, x_, w.attn_norm, eps);
+        B.matmul(w.q, a_buf_, q, lv);
+        B.head_norm_rope(q, s.head_dim, w.q_norm, eps, &pos, s.inv_freq);
         const ops::KVLayer& kv = ctx.kv_layer(src_[static_cast<size_t>(il)]);
-        cpu::attention_range(K, kv, q_.data(), att_.data(), s.n_head, 1.0f, s.sliding ? lo_swa : 0, hi, nt);
-        mm(w.o, att_.data(), o_.data(), nt, lv);
-        K.rms_norm(o_.data(), o_.data(), w.post_attn_norm, H, eps);
-        K.add(x_.data(), x_.data(), o_.data(), H);
-        K.rms_norm(a_buf_.data(), x_.data(), w.ffn_norm, H, eps);
-        mm(w.gate, a_buf_.data(), g_.data(), nt, lv);
-        mm(w.up, a_buf_.data(), u_.data(), nt, lv);
-        K.gelu_tanh_mul(g_.data(), g_.data(), u_.data(), s.n_ff);
-        mm(w.down, g_.data(), o_.data(), nt, lv);
-        K.rms_norm(o_.data(), o_.data(), w.post_ffw_norm, H, eps);
-        K.add(x_.data(), x_.data(), o_.data(), H);
-        K.scale(x_.data(), x_.data(), w.output_scale, H);
+        B.attention_range(kv, q, att, s.n_head, 1.0f, s.sliding ? lo_swa : 0, hi);
+        B.matmul(w.o, att, o_, lv);
+        B.rms_norm(o_, o_, w.post_attn_norm, eps);
+        B.add(x_, o_);
+        B.rms_norm(a_buf_, x_, w.ffn_norm, eps);
+        const ops::Tensor g = narrow(g_, s.n_ff), u = narrow(u_, s.n_ff);
+        B.matmul(w.gate, a_buf_, g, lv);
+        B.matmul(w.up, a_buf_, u, lv);
+        B.gelu_tanh_mul(g, u);
+        B.matmul(w.down, g, o_, lv);
+        B.rms_norm(o_, o_, w.post_ffw_norm, eps);
+        B.add(x_, o_);
+        B.scale(x_, w.output_scale);  // also when 1: the same ops as ever
     }
     // z (post final norm) -> next h and logits
-    float* z = a_buf_.data();
-    K.rms_norm(z, x_.data(), am.output_norm(), H, eps);
-    mm(am.post_projection(), z, h_out, nt, lv);
+    const ops::Tensor z = a_buf_;
+    B.rms_norm(z, x_, am.output_norm(), eps);
+    const ops::Tensor h_next = B.output_tensor(h_out, 1, Ht);
+    B.matmul(am.post_projection(), z, h_next, lv);
+    B.read(h_next, h_out);
     const Weight& E_a = am.head();
     if (!am.has_centroid_head()) {
-        mm(E_a, z, logits_out, nt, lv);
-        am.check_intact();
+        const ops::Tensor logits = B.output_tensor(logits_out, 1, ah.n_vocab);
+        B.matmul(E_a, z, logits, lv);
+        B.read(logits, logits_out);
+        am.check_intact();  // weights read as zeros past a truncation of a mapped file
         t_->file().check_intact();
         return;
     }
-    // Centroid head: top_k clusters of K = V / n_centroids tokens each.
+    // Centroid head: top_k clusters of K = V / n_centroids tokens each. The choice is made on
+    // the host (a partial sort of n_centroids values); only the chosen rows are multiplied.
     const int64_t nc = ah.n_centroids, top_k = ah.top_k, Kc = ah.n_vocab / nc;
-    mm(am.centroids(), z, cl_.data(), nt, lv);
+    const ops::Tensor cl_t = B.output_tensor(cl_.data(), 1, nc);
+    B.matmul(am.centroids(), z, cl_t, lv);
+    B.read(cl_t, cl_.data());
     for (int64_t c = 0; c < nc; ++c) order_idx_[static_cast<size_t>(c)] = static_cast<int32_t>(c);
     const float* cl = cl_.data();
     std::nth_element(order_idx_.begin(), order_idx_.begin() + (top_k - 1), order_idx_.end(),
@@ -375,8 +380,9 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
         std::copy(ord + c * Kc, ord + (c + 1) * Kc, sel_ids_.data() + j * Kc);
     }
     const int64_t n_sel = top_k * Kc;
-    cpu::matmul_rows(K, E_a.type, E_a.data, E_a.rows, E_a.cols, E_a.row_bytes, sel_ids_.data(), n_sel, z,
-                     sel_logits_.data(), nt, lv);
+    const ops::Tensor sel_t = B.output_tensor(sel_logits_.data(), 1, n_sel);
+    B.matmul_rows(E_a, sel_ids_.data(), z, sel_t, lv);
+    B.read(sel_t, sel_logits_.data());
     const float mask = *std::min_element(sel_logits_.begin(), sel_logits_.begin() + n_sel) - 1.0f;
     std::fill(logits_out, logits_out + ah.n_vocab, mask);
     for (int64_t i = 0; i < n_sel; ++i) logits_out[sel_ids_[static_cast<size_t>(i)]] = sel_logits_[static_cast<size_t>(i)];

@@ -126,8 +126,16 @@ private:
     int act_levels_ = 1;
     std::vector<int> src_;  // target layer whose cache drafter layer i reads
     std::mutex mu_;
-    // scratch, sized once
-    std::vector<float> in2_, x_, a_buf_, o_, q_, att_, g_, u_, cl_, sel_logits_;
+    // The forward runs on the backend seam (ops/backend.h), as the text model's Context does.
+    // Activations of the one row a step computes, carved once from one backend buffer:
+    //   in2 [1][2 H_t] = [scaled target embedding ; h_in]; x, a, o [1][H_a] (residual, normed
+    //   input, sublayer output); q, att [1][max n_head * head_dim]; g, u [1][max n_ff].
+    std::unique_ptr<ops::Backend> backend_;
+    std::unique_ptr<ops::Buffer> arena_;
+    ops::Tensor in2_, x_, a_buf_, o_, q_, att_, g_, u_;
+    // Centroid head, host side: the centroid logits (read back to choose the clusters), the
+    // chosen tokens and their logits, scattered into the caller's [V] row.
+    std::vector<float> cl_, sel_logits_;
     std::vector<int32_t> sel_ids_, order_idx_;
 };
 

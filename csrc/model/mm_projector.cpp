@@ -6,10 +6,9 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "ops/cpu/kernels.h"
-#include "ops/cpu/matmul.h"
-#include "quant/quant.h"
 #include "base/thread_pool.h"
+#include "ops/cpu/cpu_backend.h"
+#include "quant/quant.h"
 
 namespace unigemma::model {
 
@@ -98,24 +97,13 @@ const float* f32_vec(const GGUFFile& f, const std::string& name, uint64_t n) {
     return reinterpret_cast<const float*>(t.data);
 }
 
-// Matrix of PyTorch shape [rows, cols] (ne [cols, rows]) read by cpu::matmul in place.
-Weight matrix(const GGUFFile& f, const std::string& name, uint64_t cols, uint64_t rows) {
+// Matrix of PyTorch shape [rows, cols] (ne [cols, rows]) that the backend's matmul reads in place.
+Weight matrix(const GGUFFile& f, const ops::Backend& be, const std::string& name, uint64_t cols, uint64_t rows) {
     const TensorInfo& t = need_tensor(f, name, {cols, rows});
     const auto type = static_cast<GGMLType>(t.type);
-    const auto tr = gguf::type_traits(t.type);
-    GGMLType at;
-    try {
-        at = cpu::activation_type(type);
-    } catch (const InputError&) {
-        unsupported("tensor '" + name + "': type " + tr.name + " has no CPU matmul kernel");
-    }
-    const cpu::KernelTable& k = cpu::kernels();
-    if (t.type >= static_cast<uint32_t>(cpu::kMaxTypeId) || (!k.vec_dot[t.type] && !k.tile_dot[t.type]))
-        unsupported("tensor '" + name + "': type " + tr.name + " has no kernel on the " + (k.isa ? k.isa : "?") + " path");
-    const auto ab = gguf::type_traits(static_cast<uint32_t>(at)).block_size;
-    if (cols % tr.block_size != 0 || cols % ab != 0)
-        bad_file("tensor '" + name + "': row length " + std::to_string(cols) + " is not a multiple of the " + tr.name +
-                 " block size");
+    const ops::MatmulSupport ms = be.matmul_support(type, static_cast<int64_t>(cols));
+    if (ms.kind == ops::MatmulSupport::NoKernel) unsupported("tensor '" + name + "': " + ms.why);
+    if (ms.kind == ops::MatmulSupport::RowLength) bad_file("tensor '" + name + "': " + ms.why);
     Weight w;
     w.data = t.data;
     w.type = type;
@@ -152,10 +140,6 @@ std::shared_ptr<const GGUFFile> open_file(const std::string& path) {
     }
 }
 
-void mm(const Weight& w, const float* x, int64_t n, float* y, int nt) {
-    cpu::matmul(cpu::kernels(), w.type, w.data, w.rows, w.cols, w.row_bytes, x, n, y, nt, kMatmulLevels);
-}
-
 }  // namespace
 
 MMProjector::MMProjector(const std::string& path, int n_threads)
@@ -166,7 +150,16 @@ MMProjector::MMProjector(std::shared_ptr<const GGUFFile> file, int n_threads)
     if (n_threads < 0 || n_threads > base::kMaxThreads)
         throw InputError("[mmproj] n_threads must be in [0, " + std::to_string(base::kMaxThreads) + "], got " +
                          std::to_string(n_threads));
+    backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
     load();
+}
+
+float* MMProjector::scratch(size_t n) const {
+    if (!arena_ || arena_->n_floats() < n) {
+        arena_.reset();  // the old buffer goes before the new one comes
+        arena_ = backend_->alloc(n);
+    }
+    return arena_->data();
 }
 
 void MMProjector::load() {
@@ -222,13 +215,13 @@ void MMProjector::load_vision() {
 
     ln1_w_ = f32_vec(f, "v.patch_norm.1.weight", n_in);
     ln1_b_ = f32_vec(f, "v.patch_norm.1.bias", n_in);
-    patch_w_ = matrix(f, "v.patch_embd.weight", n_in, D);
+    patch_w_ = matrix(f, *backend_, "v.patch_embd.weight", n_in, D);
     patch_b_ = f32_vec(f, "v.patch_embd.bias", D);
     ln2_w_ = f32_vec(f, "v.patch_norm.2.weight", D);
     ln2_b_ = f32_vec(f, "v.patch_norm.2.bias", D);
     ln3_w_ = f32_vec(f, "v.patch_norm.3.weight", D);
     ln3_b_ = f32_vec(f, "v.patch_norm.3.bias", D);
-    vision_proj_ = matrix(f, "mm.input_projection.weight", D, H);
+    vision_proj_ = matrix(f, *backend_, "mm.input_projection.weight", D, H);
 
     // pos table: ne = [D_v, P, 2]: the x (column) table first, then the y (row) table.
     const TensorInfo& pt = need_tensor(f, "v.position_embd.weight", {D, P, 2});
@@ -265,7 +258,7 @@ void MMProjector::load_audio() {
     ahp_.frame = static_cast<int64_t>(n);
     // llama.cpp ignores clip.audio.attention.layer_norm_epsilon and uses 1e-6, as HF's default.
     ahp_.rms_eps = eps_from(f, {"unigemma.audio.rms_norm_eps"}, 1e-6f);
-    audio_proj_ = matrix(f, "mm.a.input_projection.weight", n, H);
+    audio_proj_ = matrix(f, *backend_, "mm.a.input_projection.weight", n, H);
 }
 
 int64_t MMProjector::count_image_tokens(const int32_t* pos_xy, int64_t n) const {
@@ -289,63 +282,57 @@ int64_t MMProjector::embed_image(const float* patches, const int32_t* pos_xy, in
     if (n > 0 && (!patches || !pos_xy || !out)) throw InputError("[mmproj] embed_image: null buffer");
     const int64_t n_valid = count_image_tokens(pos_xy, n);
     if (n_valid == 0) return 0;
+    const int64_t n_in = vhp_.n_in, D = vhp_.n_embd, H = n_embd_text_, P = vhp_.n_pos;
     std::vector<int64_t> rows;  // input row of each output row
     rows.reserve(static_cast<size_t>(n_valid));
     for (int64_t i = 0; i < n; ++i)
         if (pos_xy[2 * i] != -1) rows.push_back(i);
+    for (const int64_t r : rows) {
+        const float* src = patches + r * n_in;
+        bool finite = true;
+        for (int64_t i = 0; i < n_in; ++i) finite &= std::isfinite(src[i]);
+        if (!finite)
+            throw InputError("[mmproj] embed_image: patch " + std::to_string(r) + " holds a NaN or infinite value");
+    }
 
-    const cpu::KernelTable& K = cpu::kernels();
-    const int nt = n_threads_;
-    const int64_t n_in = vhp_.n_in, D = vhp_.n_embd, H = n_embd_text_, P = vhp_.n_pos;
+    std::lock_guard<std::mutex> lock(mu_);
+    ops::Backend& B = *backend_;
     const float ln_eps = vhp_.ln_eps, rms_eps = vhp_.rms_eps;
     const int64_t chunk = std::min(kVisionChunk, n_valid);
-    std::vector<float> x(static_cast<size_t>(chunk * n_in)), h(static_cast<size_t>(chunk * D));
+    float* base = scratch(static_cast<size_t>(chunk * (2 * n_in + D)));
+    const ops::Tensor raw{base, chunk, n_in}, x{base + chunk * n_in, chunk, n_in}, h{base + 2 * chunk * n_in, chunk, D};
+    // position-table rows of each output row of a chunk: x (column) table, y (row) table
+    std::vector<int64_t> col_row(static_cast<size_t>(chunk)), row_row(static_cast<size_t>(chunk));
 
     for (int64_t r0 = 0; r0 < n_valid; r0 += chunk) {
         const int64_t nc = std::min(chunk, n_valid - r0);
+        // the chunk's patches, one copy per run of consecutive input rows
+        for (int64_t t = 0; t < nc;) {
+            const int64_t first = rows[static_cast<size_t>(r0 + t)];
+            int64_t e = t + 1;
+            while (e < nc && rows[static_cast<size_t>(r0 + e)] == first + (e - t)) ++e;
+            B.write(raw.rows_of(t, e - t), patches + first * n_in);
+            t = e;
+        }
+        for (int64_t t = 0; t < nc; ++t) {
+            const int64_t src_row = rows[static_cast<size_t>(r0 + t)];
+            col_row[static_cast<size_t>(t)] = pos_xy[2 * src_row];
+            row_row[static_cast<size_t>(t)] = P + pos_xy[2 * src_row + 1];
+        }
+        const ops::Tensor raw_c = raw.rows_of(0, nc), x_c = x.rows_of(0, nc), h_c = h.rows_of(0, nc);
         // LN1 over the raw patch, written in CHW order. Pixel values sit in [0, 1] with a
         // mean far from 0: the two-pass mean / variance in double keeps the variance exact.
-        base::parallel_for(
-            nc,
-            [&](int64_t t, int) {
-                const int64_t src_row = rows[static_cast<size_t>(r0 + t)];
-                const float* src = patches + src_row * n_in;
-                float* dst = x.data() + t * n_in;
-                double s = 0.0;
-                for (int64_t i = 0; i < n_in; ++i) s += src[i];
-                if (!std::isfinite(s))
-                    throw InputError("[mmproj] embed_image: patch " + std::to_string(src_row) +
-                                     " holds a NaN or infinite value");
-                const double mean = s / static_cast<double>(n_in);
-                double v = 0.0;
-                for (int64_t i = 0; i < n_in; ++i) {
-                    const double d = src[i] - mean;
-                    v += d * d;
-                }
-                const double rstd = 1.0 / std::sqrt(v / static_cast<double>(n_in) + ln_eps);
-                const int32_t* perm = chw_src_.data();
-                for (int64_t i = 0; i < n_in; ++i)
-                    dst[i] = static_cast<float>((src[perm[i]] - mean) * rstd * ln1_w_[i] + ln1_b_[i]);
-            },
-            nt);
-        mm(patch_w_, x.data(), nc, h.data(), nt);  // [nc, n_in] -> [nc, D]
-        base::parallel_for(
-            nc,
-            [&](int64_t t, int) {
-                const int64_t src_row = rows[static_cast<size_t>(r0 + t)];
-                const int64_t col = pos_xy[2 * src_row], row = pos_xy[2 * src_row + 1];
-                float* ht = h.data() + t * D;
-                K.add(ht, ht, patch_b_, D);
-                K.layer_norm(ht, ht, ln2_w_, ln2_b_, D, ln_eps);
-                // x_table[col] + y_table[row] first, then added (transformers' order)
-                const float* xe = pos_table_ + col * D;
-                const float* ye = pos_table_ + (P + row) * D;
-                for (int64_t d = 0; d < D; ++d) ht[d] += xe[d] + ye[d];
-                K.layer_norm(ht, ht, ln3_w_, ln3_b_, D, ln_eps);
-                K.rms_norm(ht, ht, nullptr, D, rms_eps);
-            },
-            nt);
-        mm(vision_proj_, h.data(), nc, out + r0 * H, nt);  // [nc, D] -> [nc, H]
+        B.layer_norm_f64(x_c, raw_c, chw_src_.data(), ln1_w_, ln1_b_, ln_eps);
+        B.matmul(patch_w_, x_c, h_c, kMatmulLevels);  // [nc, n_in] -> [nc, D]
+        B.add_bias(h_c, patch_b_);
+        B.layer_norm(h_c, h_c, ln2_w_, ln2_b_, ln_eps);
+        // x_table[col] + y_table[row] first, then added (transformers' order)
+        B.add_table_rows(h_c, pos_table_, col_row.data(), row_row.data());
+        B.layer_norm(h_c, h_c, ln3_w_, ln3_b_, ln_eps);
+        B.rms_norm(h_c, h_c, nullptr, rms_eps);
+        const ops::Tensor o = B.output_tensor(out + r0 * H, nc, H);
+        B.matmul(vision_proj_, h_c, o, kMatmulLevels);  // [nc, D] -> [nc, H]
+        B.read(o, out + r0 * H);
     }
     file_->check_intact();  // weights read as zeros past a truncation of the mapped file
     return n_valid;
@@ -356,26 +343,29 @@ void MMProjector::embed_audio(const float* frames, int64_t n, float* out) const 
     if (n < 0) throw InputError("[mmproj] embed_audio: negative frame count");
     if (n == 0) return;
     if (!frames || !out) throw InputError("[mmproj] embed_audio: null buffer");
-    const cpu::KernelTable& K = cpu::kernels();
-    const int nt = n_threads_;
     const int64_t F = ahp_.frame, H = n_embd_text_;
+    for (int64_t r = 0; r < n; ++r) {
+        const float* src = frames + r * F;
+        bool finite = true;
+        for (int64_t i = 0; i < F; ++i) finite &= std::isfinite(src[i]);
+        if (!finite)
+            throw InputError("[mmproj] embed_audio: frame " + std::to_string(r) + " holds a NaN or infinite sample");
+    }
+
+    std::lock_guard<std::mutex> lock(mu_);
+    ops::Backend& B = *backend_;
     const float eps = ahp_.rms_eps;
     const int64_t chunk = std::min(kAudioChunk, n);
-    std::vector<float> x(static_cast<size_t>(chunk * F));
+    float* base = scratch(static_cast<size_t>(2 * chunk * F));
+    const ops::Tensor raw{base, chunk, F}, x{base + chunk * F, chunk, F};
     for (int64_t r0 = 0; r0 < n; r0 += chunk) {
         const int64_t nc = std::min(chunk, n - r0);
-        base::parallel_for(
-            nc,
-            [&](int64_t t, int) {
-                const float* src = frames + (r0 + t) * F;
-                for (int64_t i = 0; i < F; ++i)
-                    if (!std::isfinite(src[i]))
-                        throw InputError("[mmproj] embed_audio: frame " + std::to_string(r0 + t) +
-                                         " holds a NaN or infinite sample");
-                K.rms_norm(x.data() + t * F, src, nullptr, F, eps);
-            },
-            nt);
-        mm(audio_proj_, x.data(), nc, out + r0 * H, nt);  // [nc, frame] -> [nc, H]
+        const ops::Tensor raw_c = raw.rows_of(0, nc), x_c = x.rows_of(0, nc);
+        B.write(raw_c, frames + r0 * F);
+        B.rms_norm(x_c, raw_c, nullptr, eps);
+        const ops::Tensor o = B.output_tensor(out + r0 * H, nc, H);
+        B.matmul(audio_proj_, x_c, o, kMatmulLevels);  // [nc, frame] -> [nc, H]
+        B.read(o, out + r0 * H);
     }
     file_->check_intact();
 }

@@ -24,18 +24,24 @@
 //   out = W_audio RMS(frame)     no weight, eps unigemma.audio.rms_norm_eps else 1e-6
 //                                (mm.a.input_projection.weight, [640] -> [H], no bias)
 //
-// The two big matmuls (patch_embd, the projections) run through cpu::matmul on the thread
-// pool, reading the weights in place from the mapping (F32 / F16 / BF16 / Q8_0 / ... ; for
-// quantized weights the activations carry two 8-bit levels, act_levels 2). Everything else
-// (norms, position add) is per patch / frame on the pool.
+// Both embedders are written once against the backend seam (ops/backend.h; the CPU backend
+// runs them today), over chunks of rows (patches / frames), token-major float32:
+//   vision: raw, x [nc][n_in] (input patches; LN1 output in CHW order), h [nc][D_v]
+//   audio:  raw, x [nc][frame]
+// and the output rows [nc][H] in the caller's memory (Backend::output_tensor). The big matmuls
+// (patch_embd, the projections) read the weights in place from the mapping (F32 / F16 / BF16 /
+// Q8_0 / ...; for quantized weights the activations carry two 8-bit levels, act_levels 2).
+// Activation memory is one backend buffer, grown to the largest chunk seen and kept.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "gguf/gguf_file.h"
 #include "model/text_model.h"  // Weight
+#include "ops/backend.h"
 
 namespace unigemma::model {
 
@@ -87,8 +93,16 @@ private:
     void load_vision();
     void load_audio();
 
+    // Activation memory of at least n floats (caller holds mu_).
+    float* scratch(size_t n) const;
+
     std::shared_ptr<const gguf::GGUFFile> file_;
     int n_threads_ = 0;
+    std::unique_ptr<ops::Backend> backend_;
+    // embed_* are const and may run on several threads at once (the bindings drop the GIL):
+    // they share the activation buffer under this lock.
+    mutable std::mutex mu_;
+    mutable std::unique_ptr<ops::Buffer> arena_;
     int64_t n_embd_text_ = 0;
     VisionHParams vhp_;
     AudioHParams ahp_;

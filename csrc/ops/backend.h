@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "gguf/ggml_types.h"
 #include "ops/kv_cache.h"
@@ -70,12 +71,23 @@ struct AttentionCall {
     const int64_t* key_end = nullptr;
 };
 
+// Whether a backend's matmul() / matmul_rows() read a weight of a given type and row length.
+struct MatmulSupport {
+    enum Kind { Ok, NoKernel, RowLength };
+    Kind kind = Ok;
+    std::string why;  // not Ok: a phrase naming the type ("type Q2_K has no kernel on the avx2 path")
+    explicit operator bool() const { return kind == Ok; }
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
     virtual const char* name() const = 0;
 
     virtual std::unique_ptr<Buffer> alloc(size_t n_floats) = 0;
+    // NoKernel: no kernel for `type` here; RowLength: rows of `cols` elements are not whole
+    // blocks of the type (or of its activation format). A model checks its weights at load.
+    virtual MatmulSupport matmul_support(GGMLType type, int64_t cols) const = 0;
 
     // One forward pass is the ops between these two calls: a device backend records them into
     // one submission and the host copies that read() asked for are complete when
@@ -104,9 +116,37 @@ public:
     virtual void gelu_tanh_mul(Tensor g, Tensor u) = 0;       // g = gelu_tanh(g) * u
     virtual void softcap(Tensor x, float cap) = 0;            // x = cap * tanh(x / cap)
 
+    // Per row t of x [n][cols]: y[t] = (x[t] - mean) / sqrt(var + eps) * w + b, mean and
+    // variance over the row's cols elements in float32 (the kernel table's layer_norm).
+    virtual void layer_norm(Tensor y, Tensor x, const float* w, const float* b, float eps) = 0;
+    // LayerNorm whose statistics are accumulated in double, two passes over x[t] in its own
+    // order (mean, then the sum of squared deviations): for inputs whose mean is far from 0
+    // (pixels in [0, 1]), where a float32 variance loses most of its bits. The output takes
+    // its elements in another order: y[t][i] = (x[t][src[i]] - mean) * rstd * w[i] + b[i]
+    // (src: host [cols], a permutation of the row constant over the model's life, like a
+    // weight; nullptr: src[i] = i). y and x are the same shape and distinct.
+    virtual void layer_norm_f64(Tensor y, Tensor x, const int32_t* src, const float* w, const float* b,
+                                float eps) = 0;
+    virtual void add_bias(Tensor x, const float* b) = 0;  // x[t] += b (b: cols floats) for every row
+    // Two rows of an embedding table (host [*][cols] floats, like a weight) summed, then added:
+    // x[t] += (table[ra[t]] + table[rb[t]]), the sum rounded once before the add (ra, rb: host
+    // [n] row indices). The vision embedder's x (column) + y (row) position embedding.
+    virtual void add_table_rows(Tensor x, const float* table, const int64_t* ra, const int64_t* rb) = 0;
+
     // K / V rows [n][n_kv_head * head_dim] of positions pos[t] (host) into the cache, in its types.
     virtual void kv_store(KVLayer& kv, Tensor k, Tensor v, const int64_t* pos) = 0;
     virtual void attention(const KVLayer& kv, Tensor q, Tensor out, const AttentionCall& call) = 0;
+    // Cross attention without K / V of its own (the MTP drafter reading the target's cache):
+    // every row of q, out [n][n_head * head_dim] (q normed and rotated) attends to the keys at
+    // the positions [lo, hi] of kv, all of which the layer must hold; per row the same math
+    // (and bits) as attention().
+    virtual void attention_range(const KVLayer& kv, Tensor q, Tensor out, int n_head, float scale, int64_t lo,
+                                 int64_t hi) = 0;
+    // y[t][i] = dot(W[row_ids[i]], x[t]) for i < y.cols (row_ids: host [y.cols], each in
+    // [0, w.rows)): the logits of a few thousand scattered vocabulary rows (the drafter's
+    // ordered-embedding head) without reading the others. Per element the bits of matmul()'s
+    // one-row product over the GGUF rows (never the panel layout).
+    virtual void matmul_rows(const WeightView& w, const int32_t* row_ids, Tensor x, Tensor y, int act_levels) = 0;
 
     // A [rows][cols] tensor for results that read() then copies to `host`: the host memory
     // itself where the backend computes in host memory (CPU: no copy of a 262144-wide
@@ -114,6 +154,9 @@ public:
     virtual Tensor output_tensor(float* host, int64_t rows, int64_t cols) = 0;
     // Copies x to host memory (floats [rows][cols]); nothing to do when x is that memory.
     virtual void read(Tensor x, float* host) = 0;
+    // Copies host floats [rows][cols] into x (inputs that the host holds: a hidden state
+    // handed back by the caller, image patches, audio frames).
+    virtual void write(Tensor x, const float* host) = 0;
 };
 
 }  // namespace unigemma::ops

@@ -1,6 +1,7 @@
 #include "ops/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -81,6 +82,26 @@ void check_same(const char* op, ops::Tensor a, ops::Tensor b) {
 CpuBackend::CpuBackend(int n_threads) : k_(kernels()), n_threads_(n_threads) {}
 
 std::unique_ptr<ops::Buffer> CpuBackend::alloc(size_t n_floats) { return std::make_unique<HostBuffer>(n_floats); }
+
+ops::MatmulSupport CpuBackend::matmul_support(GGMLType type, int64_t cols) const {
+    const auto id = static_cast<uint32_t>(type);
+    const auto tr = gguf::type_traits(id);
+    const std::string tn = tr.name ? tr.name : "type id " + std::to_string(id);
+    GGMLType at;
+    try {
+        at = activation_type(type);
+    } catch (const InputError&) {
+        return {ops::MatmulSupport::NoKernel, "type " + tn + " has no CPU matmul kernel"};
+    }
+    if (id >= static_cast<uint32_t>(kMaxTypeId) || (!k_.vec_dot[id] && !k_.tile_dot[id]))
+        return {ops::MatmulSupport::NoKernel,
+                "type " + tn + " has no kernel on the " + (k_.isa ? k_.isa : "?") + " path"};
+    const int64_t ab = gguf::type_traits(static_cast<uint32_t>(at)).block_size;
+    if (cols % tr.block_size != 0 || cols % ab != 0)
+        return {ops::MatmulSupport::RowLength,
+                "row length " + std::to_string(cols) + " is not a multiple of the " + tn + " block size"};
+    return {};
+}
 
 void CpuBackend::embed(const ops::WeightView& E, const int32_t* tokens, const int8_t* kinds, const float* embd,
                        float scale, ops::Tensor x) {
@@ -168,6 +189,62 @@ void CpuBackend::softcap(ops::Tensor x, float cap) {
                     [&](int64_t e0, int64_t e1) { k_.softcap(x.data + e0, x.data + e0, e1 - e0, cap); });
 }
 
+void CpuBackend::layer_norm(ops::Tensor y, ops::Tensor x, const float* w, const float* b, float eps) {
+    check_same("layer_norm", y, x);
+    const int64_t H = x.cols;
+    for_row_blocks(x.rows, H, n_threads_, [&](int64_t r0, int64_t n) {
+        for (int64_t t = r0; t < r0 + n; ++t) k_.layer_norm(y.data + t * H, x.data + t * H, w, b, H, eps);
+    });
+}
+
+void CpuBackend::layer_norm_f64(ops::Tensor y, ops::Tensor x, const int32_t* src, const float* w, const float* b,
+                                float eps) {
+    check_same("layer_norm_f64", y, x);
+    if (y.data == x.data && x.size() > 0) throw Error("[cpu.layer_norm_f64] y and x must be distinct");
+    const int64_t n_in = x.cols;
+    // Scalar on purpose: the double sums have one order (element 0 up), the one the vision
+    // embedder has always used; a vectorized sum would split them into lanes.
+    for_row_blocks(x.rows, n_in, n_threads_, [&](int64_t r0, int64_t n) {
+        for (int64_t t = r0; t < r0 + n; ++t) {
+            const float* xs = x.data + t * n_in;
+            float* dst = y.data + t * n_in;
+            double s = 0.0;
+            for (int64_t i = 0; i < n_in; ++i) s += xs[i];
+            const double mean = s / static_cast<double>(n_in);
+            double v = 0.0;
+            for (int64_t i = 0; i < n_in; ++i) {
+                const double d = xs[i] - mean;
+                v += d * d;
+            }
+            const double rstd = 1.0 / std::sqrt(v / static_cast<double>(n_in) + eps);
+            if (src)
+                for (int64_t i = 0; i < n_in; ++i) dst[i] = static_cast<float>((xs[src[i]] - mean) * rstd * w[i] + b[i]);
+            else
+                for (int64_t i = 0; i < n_in; ++i) dst[i] = static_cast<float>((xs[i] - mean) * rstd * w[i] + b[i]);
+        }
+    });
+}
+
+void CpuBackend::add_bias(ops::Tensor x, const float* b) {
+    const int64_t H = x.cols;
+    for_row_blocks(x.rows, H, n_threads_, [&](int64_t r0, int64_t n) {
+        for (int64_t t = r0; t < r0 + n; ++t) k_.add(x.data + t * H, x.data + t * H, b, H);
+    });
+}
+
+void CpuBackend::add_table_rows(ops::Tensor x, const float* table, const int64_t* ra, const int64_t* rb) {
+    const int64_t H = x.cols;
+    // Plain float adds (no multiply to contract): any vectorization gives the same bits.
+    for_row_blocks(x.rows, H, n_threads_, [&](int64_t r0, int64_t n) {
+        for (int64_t t = r0; t < r0 + n; ++t) {
+            float* xt = x.data + t * H;
+            const float* a = table + ra[t] * H;
+            const float* c = table + rb[t] * H;
+            for (int64_t d = 0; d < H; ++d) xt[d] += a[d] + c[d];
+        }
+    });
+}
+
 void CpuBackend::kv_store(ops::KVLayer& kv, ops::Tensor k, ops::Tensor v, const int64_t* pos) {
     check_same("kv_store", k, v);
     const int nkv = kv.n_kv_head(), hd = kv.head_dim();
@@ -196,8 +273,34 @@ void CpuBackend::attention(const ops::KVLayer& kv, ops::Tensor q, ops::Tensor ou
     cpu::attention(k_, kv, ab, n_threads_);
 }
 
+void CpuBackend::attention_range(const ops::KVLayer& kv, ops::Tensor q, ops::Tensor out, int n_head, float scale,
+                                 int64_t lo, int64_t hi) {
+    check_same("attention_range", q, out);
+    if (n_head <= 0 || q.cols != int64_t(n_head) * kv.head_dim())
+        throw Error("[cpu.attention_range] rows of " + std::to_string(q.cols) + " for " + std::to_string(n_head) +
+                    " heads of " + std::to_string(kv.head_dim()));
+    // one query per call: the heads are what the pool splits
+    for (int64_t t = 0; t < q.rows; ++t)
+        cpu::attention_range(k_, kv, q.data + t * q.cols, out.data + t * q.cols, n_head, scale, lo, hi, n_threads_);
+}
+
+void CpuBackend::matmul_rows(const ops::WeightView& w, const int32_t* row_ids, ops::Tensor x, ops::Tensor y,
+                             int act_levels) {
+    if (x.cols != w.cols || x.rows != y.rows)
+        throw Error("[cpu.matmul_rows] weight [" + std::to_string(w.rows) + "][" + std::to_string(w.cols) + "], x [" +
+                    std::to_string(x.rows) + "][" + std::to_string(x.cols) + "], y [" + std::to_string(y.rows) + "][" +
+                    std::to_string(y.cols) + "]");
+    for (int64_t t = 0; t < x.rows; ++t)
+        cpu::matmul_rows(k_, w.type, w.data, w.rows, w.cols, w.row_bytes, row_ids, y.cols, x.data + t * x.cols,
+                         y.data + t * y.cols, n_threads_, act_levels);
+}
+
 void CpuBackend::read(ops::Tensor x, float* host) {
     if (host != x.data) std::memcpy(host, x.data, static_cast<size_t>(x.size()) * sizeof(float));
+}
+
+void CpuBackend::write(ops::Tensor x, const float* host) {
+    if (host != x.data) std::memcpy(x.data, host, static_cast<size_t>(x.size()) * sizeof(float));
 }
 
 }  // namespace unigemma::cpu

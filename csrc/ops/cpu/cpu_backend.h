@@ -19,6 +19,7 @@ public:
     explicit CpuBackend(int n_threads);
     const char* name() const override { return "cpu"; }
     std::unique_ptr<ops::Buffer> alloc(size_t n_floats) override;
+    ops::MatmulSupport matmul_support(GGMLType type, int64_t cols) const override;
     void embed(const ops::WeightView& E, const int32_t* tokens, const int8_t* kinds, const float* embd, float scale,
                ops::Tensor x) override;
     void matmul(const ops::WeightView& w, ops::Tensor x, ops::Tensor y, int act_levels) override;
@@ -30,10 +31,20 @@ public:
     void copy(ops::Tensor dst, ops::Tensor src) override;
     void gelu_tanh_mul(ops::Tensor g, ops::Tensor u) override;
     void softcap(ops::Tensor x, float cap) override;
+    void layer_norm(ops::Tensor y, ops::Tensor x, const float* w, const float* b, float eps) override;
+    void layer_norm_f64(ops::Tensor y, ops::Tensor x, const int32_t* src, const float* w, const float* b,
+                        float eps) override;
+    void add_bias(ops::Tensor x, const float* b) override;
+    void add_table_rows(ops::Tensor x, const float* table, const int64_t* ra, const int64_t* rb) override;
     void kv_store(ops::KVLayer& kv, ops::Tensor k, ops::Tensor v, const int64_t* pos) override;
     void attention(const ops::KVLayer& kv, ops::Tensor q, ops::Tensor out, const ops::AttentionCall& call) override;
+    void attention_range(const ops::KVLayer& kv, ops::Tensor q, ops::Tensor out, int n_head, float scale, int64_t lo,
+                         int64_t hi) override;
+    void matmul_rows(const ops::WeightView& w, const int32_t* row_ids, ops::Tensor x, ops::Tensor y,
+                     int act_levels) override;
     ops::Tensor output_tensor(float* host, int64_t rows, int64_t cols) override { return {host, rows, cols}; }
     void read(ops::Tensor x, float* host) override;
+    void write(ops::Tensor x, const float* host) override;
 
     int n_threads() const { return n_threads_; }
 
