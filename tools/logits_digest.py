@@ -293,7 +293,7 @@ def compare(a) -> int:
     ka = [k for k in A.files if k != "__meta__"]
     kb = set(k for k in B.files if k != "__meta__")
     n_eq = n_diff = 0
-    only = []
+    only, differing = [], set()
     for k in ka:
         if k not in kb:
             only.append(f"only in A: {k}")
@@ -305,6 +305,7 @@ def compare(a) -> int:
                 print(f"equal    {k} {x.dtype}{list(x.shape)}")
             continue
         n_diff += 1
+        differing.add(k)
         if x.shape != y.shape or x.dtype != y.dtype:
             print(f"DIFFERS  {k}: {x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}")
         elif np.issubdtype(x.dtype, np.floating):
@@ -323,7 +324,7 @@ def compare(a) -> int:
     for s in only:
         print(s)
     print(f"{n_eq} equal, {n_diff} differ, {len(only)} on one side only")
-    if any(k.startswith("gguf/") for k in ka) and n_diff:
+    if any(k.startswith("gguf/") and k in differing for k in ka):
         print("note: a differing gguf/<file> digest means the converter wrote different bytes: the logits of "
               "that file then compare the converter too (dump both with the same --gguf-dir to isolate the backend)")
     return 1 if (n_diff or only) else 0
