@@ -138,6 +138,13 @@ def _ours_env() -> dict:
     return env
 
 
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def _tool_git_commit() -> str | None:
     try:
         r = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short=12", "HEAD"],
@@ -360,12 +367,14 @@ def _run(a, exe: str) -> int:
     build, orders = {}, []
     for rnd in range(1, a.rounds + 1):
         cmd = llama_bench_cmd(a, exe, fa)
+        load0 = _loadavg()
         code, out, err, rss, secs = run_child(cmd, timeout=a.timeout)
         if code != 0:
             raise BenchError(f"llama-bench exited with {code}: {' '.join(cmd)}\n{_tail(err)}")
         r = parse_llama_json(out, a.n_prompt, a.n_gen)
         build = r.pop("build")
         r["peak_rss_bytes"], r["wall_s"] = rss, secs
+        r["loadavg_1m"] = [load0, _loadavg()]
         llama_runs.append(r)
         log(f"round {rnd}: llama.cpp prefill {r['prefill_tps']:.2f} tok/s"
             + (f", decode {r['decode_tps']:.2f} tok/s" if r["decode_tps"] else "") + f", RSS {rss / 2**20:.0f} MiB")
@@ -374,6 +383,7 @@ def _run(a, exe: str) -> int:
         orders.append(["llama.cpp", *order])
         for b in order:
             cmd = ours_cmd(a, read_bw)
+            load0 = _loadavg()
             code, out, err, rss, secs = run_child(cmd, env=envs[b], timeout=a.timeout)
             if code != 0:
                 raise BenchError(f"unigemma bench ({b}) exited with {code}: {' '.join(cmd)}\n{_tail(err)}")
@@ -385,7 +395,8 @@ def _run(a, exe: str) -> int:
             runs[b].append({"prefill_tps": o["prefill_tps"], "decode_tps": o["decode_tps"], "ttft_s": o["ttft_s"],
                             "peak_rss_bytes": rss, "wall_s": secs, "self_peak_rss_bytes": o["peak_rss_bytes"],
                             "decode_bw_fraction": o["decode_bw_fraction"],
-                            "bytes_per_token": (o["weight_bytes_read_per_token"] + (o["kv_bytes_read_per_token"] or 0))})
+                            "bytes_per_token": (o["weight_bytes_read_per_token"] + (o["kv_bytes_read_per_token"] or 0)),
+                            "loadavg_1m": [load0, _loadavg()]})
             name = "ours" if a.builds is None else b
             log(f"round {rnd}: {name} prefill {o['prefill_tps']:.2f} tok/s"
                 + (f", decode {o['decode_tps']:.2f} tok/s" if o["decode_tps"] else "") + f", RSS {rss / 2**20:.0f} MiB")
@@ -395,6 +406,12 @@ def _run(a, exe: str) -> int:
     for r in llama_runs:
         r["decode_bw_fraction"] = per_tok * r["decode_tps"] / 1e9 / read_bw if r["decode_tps"] else None
     rows = summarize(llama_runs, runs, labels)
+    loads = [x for r in llama_runs + [r for b in labels for r in runs[b]] for x in r["loadavg_1m"] if x is not None]
+    if loads:
+        n_cpu = os.cpu_count() or 1
+        notes.append(f"1-minute load average around the runs {min(loads):.1f}-{max(loads):.1f} on {n_cpu} CPUs"
+                     + (" (other work was running: expect noise, compare only within these rounds)"
+                        if max(loads) > n_cpu + 0.5 else ""))
     if multi:
         per_b = {b: statistics.median(r["bytes_per_token"] for r in runs[b]) for b in labels}
         if len(set(per_b.values())) > 1:
