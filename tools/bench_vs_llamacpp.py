@@ -25,7 +25,7 @@ holding llama-bench, e.g. llama_cpp_python's build/bin).
 Several builds of ours (before / after a change) in the same alternating run:
 `--ours LABEL=PYTHONPATH`, repeated, e.g.
 
-    python tools/bench_vs_llamacpp.py M.gguf --ours before=/work/baseline/pkg --ours after=/work/main/python
+    python tools/bench_vs_llamacpp.py M.gguf --ours before=OLD/python --ours after=NEW/python
 
 Each round then runs llama.cpp and every build once (llama.cpp first; the builds' order
 rotates by one each round, so no build always runs right after llama.cpp); each build's child

@@ -9,7 +9,7 @@ Cases (inputs are fixed: seeded numpy generators and constant texts, nothing dep
 build; the token ids fed to the model are stored too, as `.../tokens`, so a changed
 tokenizer shows up as its own difference):
 
-  tiny/<config>/<wtype>/kv_<kv>/...  every target checkpoint under --hf (default /work/hf: the
+  tiny/<config>/<wtype>/kv_<kv>/...  every target checkpoint under --hf (default $UNIGEMMA_TEST_HF_DIR: the
       tests' tiny Gemma 4 configs default, kv_shared, alt_layout, odd_heads, *_bf16; the
       assistant_* drafters are skipped), converted with the build's own converter
       (unigemma.convert.convert) to f32, f16, q8_0, q4_0, q4_k_m (+ bf16 for the *_bf16
@@ -247,6 +247,8 @@ def dump(a) -> int:
     import unigemma
 
     d = Dump(a.only)
+    if not a.hf:
+        raise SystemExit("logits_digest: give --hf DIR or set UNIGEMMA_TEST_HF_DIR (tiny checkpoints: python tests/fixtures/tiny_checkpoints.py DIR)")
     hf = Path(a.hf)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="logits_digest-") as tmp:
@@ -335,7 +337,9 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("dump", help="compute the cases with the unigemma on PYTHONPATH")
     p.add_argument("out")
-    p.add_argument("--hf", default="/work/hf", help="directory of tiny HF checkpoints (default /work/hf)")
+    p.add_argument("--hf", default=os.environ.get("UNIGEMMA_TEST_HF_DIR"),
+                   help="directory of tiny HF checkpoints (default $UNIGEMMA_TEST_HF_DIR; build one with "
+                        "`python tests/fixtures/tiny_checkpoints.py DIR`)")
     p.add_argument("--gguf-dir", default=None, help="convert into / reuse converted files from DIR "
                    "(default: a fresh temporary directory, converted by this build)")
     p.add_argument("--threads", type=int, default=2)
