@@ -378,16 +378,3 @@ class Engine:
             req.sink(ev)
         except Exception:  # noqa: BLE001 - a broken consumer must not stop the engine
             req.cancelled = True
-
-
-def _logprob_info(row: np.ndarray, k: int) -> dict:
-    """log-softmax of the raw logits; the k most likely tokens (ids, logprobs)."""
-    x = row.astype(np.float64)
-    m = x.max()
-    lp = x - m - np.log(np.exp(x - m).sum())
-    top = []
-    if k > 0:
-        idx = np.argpartition(-lp, k)[:k] if k < lp.size else np.arange(lp.size)
-        idx = idx[np.argsort(-lp[idx], kind="stable")]
-        top = [(int(i), float(lp[i])) for i in idx]
-    return {"_lp": lp, "top_logprobs": top}
