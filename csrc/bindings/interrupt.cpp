@@ -29,9 +29,13 @@ extern "C" void chained_sigint(int sig, siginfo_t* info, void* uctx) {
     }
 }
 
+// Called with the GIL held before every eval (a decode step too): the main thread's ident is
+// looked up once, then each call is one comparison. (A child forked from a non-main thread gets
+// a new main thread and so no checks between layers: it still sees Ctrl-C when the call returns.)
 bool on_main_thread() {
-    py::object threading = py::module_::import("threading");
-    return threading.attr("current_thread")().is(threading.attr("main_thread")());
+    static const unsigned long main_ident =
+        py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    return PyThread_get_thread_ident() == main_ident;
 }
 
 void check_between_layers() {
