@@ -27,6 +27,8 @@ from unigemma.preprocess.audio import audio_frames
 from unigemma.preprocess.errors import MediaError
 from unigemma.preprocess.image import load_image, preprocess_image
 
+from synthetic_media import media_inputs
+
 IMG, AUD, BOI, EOI, BOA, EOA = 258880, 258881, 255999, 258882, 256000, 258883
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LLAMA_CPP_MMPROJ = FIXTURES / "tiny-default-llamacpp-mmproj-f32.gguf"
@@ -45,17 +47,6 @@ def files(hf_ckpt, tmp_path_factory):
         return cache[name]
 
     return get
-
-
-def media_inputs(seed: int):
-    """Two images of different shapes (photo-like RGB uint8 arrays) and one audio clip."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:300, 0:420]
-    a = np.stack([(xs * 0.6 + 40 * np.sin(ys / 17.0)) % 256, (ys * 0.8) % 256, (xs + ys) % 256], -1)
-    img1 = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8)
-    img2 = rng.integers(0, 256, size=(500, 210, 3), dtype=np.uint8)
-    audio = (0.3 * np.sin(np.arange(9000) / 7.0) + rng.normal(0, 0.05, 9000)).astype(np.float32)
-    return img1, img2, audio
 
 
 def hf_reference(hf, ids: np.ndarray, images, audio, budget: int) -> np.ndarray:

@@ -52,6 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
+# the multimodal tests' inputs (tests/synthetic_media.py), the same pixels and samples
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from synthetic_media import media_inputs  # noqa: E402
+
 TINY_WTYPES = ("f32", "f16", "q8_0", "q4_0", "q4_k_m")
 PROMPT_LEN, N_UBATCH, DECODE_STEPS = 20, 16, 3
 BATCH_PROMPTS, BATCH_STEPS = (3, 9, 18), 2
@@ -84,17 +88,6 @@ def _targets(hf: Path) -> list[str]:
         if "text_config" in cfg and "assistant" not in str(cfg.get("model_type", "")):
             out.append(d.name)
     return out
-
-
-def media_inputs(seed: int):
-    """Two images of different shapes and one audio clip (tests/test_multimodal.py's recipe)."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:300, 0:420]
-    a = np.stack([(xs * 0.6 + 40 * np.sin(ys / 17.0)) % 256, (ys * 0.8) % 256, (xs + ys) % 256], -1)
-    img1 = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8)
-    img2 = rng.integers(0, 256, size=(500, 210, 3), dtype=np.uint8)
-    audio = (0.3 * np.sin(np.arange(9000) / 7.0) + rng.normal(0, 0.05, 9000)).astype(np.float32)
-    return img1, img2, audio
 
 
 class Dump:
