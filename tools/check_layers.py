@@ -6,7 +6,7 @@ never one above (docs/architecture.md explains what each layer is):
 
     base  gguf  quant  tokenizer  ops  model  sampling  grammar  preprocess  bindings
 
-Inside ops/, backend-neutral headers (ops/*.h) sit under the backends: ops/cpu and ops/cuda
+Inside ops/, backend-neutral headers (ops/*.h) sit under the backends: ops/cpu, ops/cuda and ops/webgpu
 include ops/*.h and their own folder, never each other, and ops/*.h includes no backend.
 tools/bench (measurement code, kept out of the core library) may include any layer below
 bindings; nothing in csrc/ includes it except bindings/.
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
 LAYERS = ["base", "gguf", "quant", "tokenizer", "ops", "model", "sampling", "grammar", "preprocess", "bindings"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
-OPS_BACKENDS = {"cpu", "cuda"}
+OPS_BACKENDS = {"cpu", "cuda", "webgpu"}
 SOURCE_SUFFIXES = {".h", ".hpp", ".cpp", ".cc", ".cu", ".cuh"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
 NAMESPACE = re.compile(r"^\s*namespace\s+([A-Za-z_][\w:]*)\s*\{")

@@ -26,6 +26,10 @@ struct InputError : Error {
 struct ContextOverflowError : InputError {
     using InputError::InputError;
 };
+// A GPU device is missing, refused a request (allocation, shader, submission) or was lost.
+struct DeviceError : Error {
+    using Error::Error;
+};
 // The caller asked to stop (Ctrl-C seen by a binding's interrupt check); maps to KeyboardInterrupt.
 struct Interrupted : Error {
     Interrupted() : Error("interrupted") {}
@@ -36,6 +40,7 @@ struct Interrupted : Error {
 // Every layer names these unqualified inside namespace unigemma (unigemma::InputError, ...).
 namespace unigemma {
 using base::ContextOverflowError;
+using base::DeviceError;
 using base::Error;
 using base::GGUFError;
 using base::InputError;

@@ -1,6 +1,6 @@
 // Maps unigemma::Error subclasses to Python classes. The hierarchy mirrors C++:
 //   UnigemmaError(Exception) > GGUFError(+ValueError), ModelError, InputError(+ValueError)
-//   InputError > ContextOverflowError
+//   InputError > ContextOverflowError; DeviceError(+RuntimeError): a GPU missing, refusing or lost
 #include <pybind11/pybind11.h>
 
 #include <cstring>
@@ -22,6 +22,7 @@ void init_errors(py::module_& m) {
     static py::handle model = make("ModelError", py::make_tuple(base));
     static py::handle input = make("InputError", py::make_tuple(base, py::handle(PyExc_ValueError)));
     static py::handle overflow = make("ContextOverflowError", py::make_tuple(input));
+    static py::handle device = make("DeviceError", py::make_tuple(base, py::handle(PyExc_RuntimeError)));
 
     // Messages may quote bytes from a malformed file: decode with replacement, never fail.
     static auto set = [](py::handle cls, const char* what) {
@@ -42,6 +43,8 @@ void init_errors(py::module_& m) {
             set(gguf, e.what());
         } catch (const unigemma::ModelError& e) {
             set(model, e.what());
+        } catch (const unigemma::DeviceError& e) {
+            set(device, e.what());
         } catch (const unigemma::Error& e) {
             set(base, e.what());
         }

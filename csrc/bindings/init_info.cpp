@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "ops/cpu/cpu_features.h"
+#include "ops/webgpu/factory.h"
 #ifdef UNIGEMMA_HAVE_CUDA
 #include "ops/cuda/device_query.h"
 #endif
@@ -37,6 +38,8 @@ void init_info(py::module_& m) {
 #else
         d["cuda"] = false;
 #endif
+        d["webgpu"] = unigemma::webgpu::built();
+        d["webgpu_headers"] = std::string(unigemma::webgpu::headers_version());
 #if defined(__SANITIZE_ADDRESS__)
         d["sanitizers"] = true;
 #else

@@ -100,13 +100,18 @@ void init_model(py::module_& m) {
 
     py::class_<model::Context>(m, "Context")
         .def(py::init([](std::shared_ptr<model::TextModel> t, int64_t n_ctx, int64_t n_ubatch, int n_threads,
-                         const std::string& k, const std::string& v, const std::string& precision) {
-                 return std::make_unique<model::Context>(t, make_params(n_ctx, n_ubatch, n_threads, k, v, precision));
+                         const std::string& k, const std::string& v, const std::string& precision,
+                         const std::string& backend) {
+                 auto p = make_params(n_ctx, n_ubatch, n_threads, k, v, precision);
+                 p.backend = backend;
+                 return std::make_unique<model::Context>(t, p);
              }),
              py::arg("model"), py::arg("n_ctx") = 4096, py::arg("n_ubatch") = 512, py::arg("n_threads") = 0,
              py::arg("k_type") = "f16", py::arg("v_type") = "f16", py::arg("act_precision") = "q8",
+             py::arg("backend") = "cpu",
              "act_precision: 'q8' (8-bit activations in quantized matmuls, as llama.cpp) or 'q16' (8-bit + 8-bit "
-             "residual: ~15 bits, 2x the dot products, same weight traffic).")
+             "residual: ~15 bits, 2x the dot products, same weight traffic; the CPU's: the WebGPU backend keeps "
+             "float32 activations). backend: 'cpu' or 'webgpu' (the device unigemma.webgpu opened).")
         .def(
             "eval",
             [](model::Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,

@@ -18,6 +18,7 @@ void init_preprocess(py::module_& m);
 void init_attention(py::module_& m);
 void init_cuda(py::module_& m);
 void init_grammar(py::module_& m);
+void init_webgpu(py::module_& m);
 namespace unigemma::bindings {
 void init_interrupt(py::module_& m);
 }
@@ -38,6 +39,7 @@ PYBIND11_MODULE(_core, m) {
     init_preprocess(m);
     init_attention(m);
     init_cuda(m);
+    init_webgpu(m);
     init_grammar(m);
     unigemma::bindings::init_interrupt(m);
 }

@@ -93,9 +93,13 @@ public:
     size_t weight_bytes() const;
     // Bytes of weights held repacked in panels (0: none; see weight_panels.h).
     size_t panel_bytes() const { return panels_ ? panels_->bytes() : 0; }
+    // The slot for this model's device weight copies (ops/webgpu/factory.h): filled by the
+    // first GPU context, shared by every later one, freed with the model.
+    std::shared_ptr<void>& device_weights() const { return device_weights_; }
 
 private:
     void load();
+    mutable std::shared_ptr<void> device_weights_;
     std::unique_ptr<PanelStore> panels_;
     std::shared_ptr<const gguf::GGUFFile> file_;
     TextHParams hp_;
@@ -117,6 +121,8 @@ struct ContextParams {
     // Activation precision of quantized matmuls: 1 = 8-bit (llama.cpp's), 2 = 8-bit plus the
     // 8-bit residual (~15 bits; see cpu::matmul).
     int act_levels = 1;
+    // Where the forward runs: "cpu" or "webgpu" (the open WebGPU device; DeviceError if none).
+    std::string backend = "cpu";
 };
 
 // Per-position input kinds of Context::eval.

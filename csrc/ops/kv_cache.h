@@ -17,6 +17,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,9 +54,17 @@ public:
     void store(int64_t pos, int h, const float* k, const float* v);
     const uint8_t* k_row(int64_t pos, int h) const { return k_.data() + (slot(pos) * spec_.n_kv_head + h) * k_row_; }
     const uint8_t* v_row(int64_t pos, int h) const { return v_.data() + (slot(pos) * spec_.n_kv_head + h) * v_row_; }
+    // Records that a device backend stored position pos (its slot now holds it), as store() does.
+    void mark_stored(int64_t pos) { slot_pos_[static_cast<size_t>(slot(pos))] = pos; }
     void forget_from(int64_t pos);  // marks every slot holding a position >= pos empty
     void clear();
     size_t bytes_allocated() const { return k_.size() + v_.size(); }
+    int64_t capacity() const { return cap_; }  // slots allocated now
+    int64_t max_capacity() const { return max_cap_; }
+    // A device backend's copy of this layer (its own layout, ops/<backend>/), created on first
+    // use there and freed with the layer; the host copy above stays the source of slot
+    // bookkeeping (holds, forget_from) for every backend.
+    std::shared_ptr<void> device_copy;
     // Bytes this layer would hold at n_ctx tokens of context (full layers) / always (sliding).
     static size_t bytes_at(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_ubatch, GGMLType tk,
                            GGMLType tv);

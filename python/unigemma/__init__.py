@@ -5,6 +5,7 @@ API, the CLI, the Hugging Face -> GGUF converter and preprocessing.
 """
 from ._core import (  # noqa: F401
     ContextOverflowError,
+    DeviceError,
     GGUFError,
     GGUFFile,
     InputError,
@@ -38,6 +39,7 @@ __all__ = [
     "ModelError",
     "InputError",
     "ContextOverflowError",
+    "DeviceError",
     "MediaError",
     "build_info",
     "quantize",

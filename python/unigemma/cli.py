@@ -12,6 +12,13 @@ def _cmd_info(args) -> int:
 
     info = build_info()
     if args.json:
+        if info["webgpu"]:
+            from . import webgpu
+
+            try:
+                info["webgpu_adapter"] = webgpu.open_device()
+            except Exception as e:  # noqa: BLE001
+                info["webgpu_adapter"] = {"error": str(e)}
         print(json.dumps({"version": __version__, **info}, indent=1))
         return 0
     print(f"unigemma {__version__}")
@@ -20,6 +27,19 @@ def _cmd_info(args) -> int:
     print(f"  CPU features:   {', '.join(feats) or 'none detected'}")
     print(f"  threads:        {info['hardware_threads']}")
     print(f"  CUDA backend:   {'built' if info['cuda'] else 'not built'}")
+    print(f"  WebGPU backend: {'built against wgpu ' + info['webgpu_headers'] if info['webgpu'] else 'not built'}")
+    if info["webgpu"]:
+        from . import webgpu
+
+        try:
+            a = webgpu.open_device()
+            print(f"  GPU adapter:    {a['device']} ({a['adapter_type']}, {a['backend']}; {a['description']})")
+            print(f"                  largest buffer {int(a['max_buffer_size']) >> 20} MiB, storage binding "
+                  f"{int(a['max_storage_buffer_binding_size']) >> 20} MiB, workgroup memory "
+                  f"{int(a['max_compute_workgroup_storage_size']) >> 10} KiB, f16 {a['shader_f16']}, "
+                  f"subgroups {a['subgroups']}, timestamps {a['timestamp_query']}")
+        except Exception as e:  # noqa: BLE001 - report, never fail `info`
+            print(f"  GPU adapter:    none ({e})")
     print(f"  compiler:       {info['compiler']}")
     return 0
 
@@ -69,7 +89,7 @@ def _load(args):
     return Model(_resolve_model(args.model), n_ctx=args.ctx_size, n_threads=args.threads, kv_type=args.kv,
                  act_precision=args.precision, verbose=getattr(args, "verbose", False), mmproj=args.mmproj,
                  image_tokens=args.image_tokens, draft=args.draft,
-                 draft_tokens="auto" if args.draft_n == "auto" else int(args.draft_n))
+                 draft_tokens="auto" if args.draft_n == "auto" else int(args.draft_n), device=args.device)
 
 
 def _media_args(args) -> list[tuple[str, str]]:
@@ -218,6 +238,9 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("-c", "--ctx-size", type=int, default=4096, help="context length in tokens (default 4096)")
     s.add_argument("-t", "--threads", type=int, default=0, help="compute threads (0 = all cores)")
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="auto: a hardware GPU through WebGPU when found, else the CPU; gpu: any WebGPU adapter "
+                        "(a software one too), an error when there is none")
     s.add_argument("--precision", default="q8", choices=("q8", "q16"),
                    help="activation precision of quantized matmuls: q8 (fast, llama.cpp's) or q16 (near-float)")
     d = SamplingParams()  # the defaults are SamplingParams'

@@ -83,6 +83,12 @@ class Model:
                  ``-centroids.gguf`` beside it, if present; False: use the full head). ``draft_tokens``: tokens drafted
                  per round, 1..8, or "auto" (adaptive, the default).
 
+    device:      "auto" (default): a hardware GPU through WebGPU (Vulkan, Metal, D3D12) when
+                 one is found, else the CPU (``device_note`` says why); "gpu": the WebGPU
+                 adapter, any kind (Mesa's software lavapipe included), DeviceError when there
+                 is none; "cpu": the CPU backend. On the GPU the text forward runs there with
+                 float32 activations (act_precision does not apply); the projector and the
+                 drafter run on the CPU.
     n_gpu_layers: 0 (default): CPU only. -1 every layer and the head on the GPU, -2 as many as
                  fit, N the last N layers (``unigemma.offload.plan``). The CUDA kernels exist
                  (csrc/ops/cuda, verified on the host only), but the model does not run on them
@@ -96,7 +102,7 @@ class Model:
                  kv_type_k: str | None = None, kv_type_v: str | None = None, n_ubatch: int = 512,
                  act_precision: str = "q8", verbose: bool = False, mmproj=None, image_tokens: int = 280,
                  video_tokens: int = 70, video_frames: int = 32, draft=None, draft_tokens="auto",
-                 draft_centroids=None, n_gpu_layers: int = 0) -> None:
+                 draft_centroids=None, n_gpu_layers: int = 0, device: str = "auto") -> None:
         if path is None:
             from .default_model import default_model_path
 
@@ -118,6 +124,9 @@ class Model:
             raise ValueError(f"unknown act_precision {act_precision!r} (expected 'q8' or 'q16')")
         self.act_precision = act_precision
         self.verbose = verbose
+        from .webgpu import resolve
+
+        self.backend, self.device_note = resolve(device)
         t0 = time.perf_counter()
         self.gguf = _core.GGUFFile(self.path, True)
         self.text_model = _core.TextModel(self.gguf)
@@ -133,6 +142,8 @@ class Model:
                       f"{time.perf_counter() - t0:.2f} s")
             self._log(f"KV cache: {self.kv_bytes_estimate / 2**20:.1f} MiB for n_ctx={self.n_ctx} "
                       f"(K {self.kv_type_k}, V {self.kv_type_v})")
+        if verbose and device != "cpu":
+            self._log(f"device: {self.backend}" + (f" ({self.device_note})" if self.device_note else ""))
         if n_gpu_layers:
             self._check_gpu(int(n_gpu_layers))
         self.media = None
@@ -188,7 +199,8 @@ class Model:
         activation precision); n_ctx None: the model's."""
         n_ctx = self.n_ctx if n_ctx is None else int(n_ctx)
         return _core.Context(self.text_model, n_ctx=n_ctx, n_ubatch=self.n_ubatch, n_threads=self.n_threads,
-                             k_type=self.kv_type_k, v_type=self.kv_type_v, act_precision=self.act_precision)
+                             k_type=self.kv_type_k, v_type=self.kv_type_v, act_precision=self.act_precision,
+                             backend=self.backend)
 
     @property
     def chat_format(self) -> str:

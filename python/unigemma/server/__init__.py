@@ -11,14 +11,15 @@ __all__ = ["build_server", "serve_main", "add_serve_parser"]
 def build_server(model_path=None, mmproj=None, draft=None, n_ctx: int = 4096, parallel: int = 4,
                  threads: int = 0, kv: str = "f16", api_key: str | None = None, max_queue: int = 64,
                  queue_timeout: float = 120.0, max_body_bytes: int = 32 << 20, allow_files: bool = True,
-                 model_name: str | None = None, reserve_kv: bool = True, verbose: bool = False):
+                 model_name: str | None = None, reserve_kv: bool = True, verbose: bool = False,
+                 device: str = "auto"):
     """Loads the model and returns (ServerState, Starlette app). ``n_ctx`` is per slot."""
     from ..model import Model
     from .app import ServerState, create_app
     from .engine import Engine
 
     model = Model(model_path, n_ctx=n_ctx, n_threads=threads, kv_type=kv, mmproj=mmproj, draft=draft,
-                  verbose=verbose)
+                  verbose=verbose, device=device)
     engine = Engine(model, n_parallel=parallel, n_ctx=n_ctx, max_queue=max_queue, queue_timeout=queue_timeout,
                     reserve_kv=reserve_kv)
     name = model_name or os.path.splitext(os.path.basename(model.path))[0]
@@ -49,9 +50,10 @@ def serve_main(args) -> int:
                            parallel=args.parallel, threads=args.threads, kv=args.kv, api_key=api_key,
                            max_queue=args.queue, queue_timeout=args.queue_timeout,
                            max_body_bytes=args.max_body_mb << 20,
-                           allow_files=not args.no_local_files, model_name=args.alias, verbose=args.verbose)
+                           allow_files=not args.no_local_files, model_name=args.alias, verbose=args.verbose,
+                           device=args.device)
     print(f"unigemma: serving {st.model_name} on http://{args.host}:{args.port}/v1 "
-          f"({args.parallel} slots x {args.ctx_size} tokens)", file=sys.stderr, flush=True)
+          f"({args.parallel} slots x {args.ctx_size} tokens, {st.model.backend})", file=sys.stderr, flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if not args.verbose else "info",
                     timeout_graceful_shutdown=5)
@@ -73,6 +75,8 @@ def add_serve_parser(sub) -> None:
     s.add_argument("-np", "--parallel", type=int, default=4, help="parallel slots, batched together (default 4)")
     s.add_argument("-t", "--threads", type=int, default=0, help="compute threads (0 = all cores)")
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
+                   help="auto: a hardware GPU through WebGPU when found, else the CPU; gpu: any WebGPU adapter")
     s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (also $UNIGEMMA_API_KEY)")
     s.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 429 (default 64)")
     s.add_argument("--queue-timeout", type=float, default=120.0,

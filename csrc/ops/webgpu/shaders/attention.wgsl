@@ -1,0 +1,182 @@
+// KV cache on the device and attention over it.
+//
+// Device cache layout (ours, not the host's): slot s, KV head h, element i of head_dim hd at
+//   F32: word (s * n_kv + h) * hd + i
+//   F16: half i of the row of ceil(hd / 2) words starting at word (s * n_kv + h) * ceil(hd / 2),
+//        so every head row starts on a word and the store never shares a word between rows.
+// KTYPE / VTYPE (0: F32, 1: F16) are prepended as constants.
+//
+// kv_store: one workgroup per (row t, KV head h); row t goes to the slot of position pos[t]
+// (sliding: pos mod cap; full layers: pos).
+// attention: one workgroup of 64 threads per (query row t, head h), GQA head h / (n_head / n_kv).
+// Query t at position pos0 + t sees keys [lo, hi]: lo = max(0, pos - window + 1) (window 0:
+// 0), hi = key_end[t] when given (image blocks on sliding layers) else pos; attention_range:
+// every row sees [lo, hi] of the call. Keys go in chunks of 64 (thread j scores key j of the
+// chunk against q, kept in workgroup memory) with an online softmax: m = running max,
+// l = running sum of exp(s - m), acc = running sum of exp(s - m) v, rescaled by
+// exp(m_old - m_new) when the max grows; out = acc / l. Thread i owns output elements i,
+// i + 64, ... (head_dim <= 512).
+
+struct P {
+    n_tok: u32,
+    n_head: u32,
+    n_kv: u32,
+    hd: u32,
+    q_off: u32,
+    o_off: u32,
+    cap: u32,
+    sliding: u32,
+    pos0: u32,
+    window: u32,
+    has_key_end: u32,
+    meta_off: u32,   // key_end[t] (attention) or pos[t] (kv_store) in META
+    range_lo: u32,
+    range_hi: u32,
+    use_range: u32,
+    k_off: u32,      // kv_store: element offsets of the k / v source rows
+    v_off: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> Q: array<f32>;   // q rows (attention) / k rows (kv_store)
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;   // out rows (attention) / v rows (kv_store)
+@group(0) @binding(3) var<storage, read_write> KC: array<u32>;
+@group(0) @binding(4) var<storage, read_write> VC: array<u32>;
+@group(0) @binding(5) var<storage, read_write> META: array<u32>;
+
+fn row_words(hd: u32, ty: u32) -> u32 { return select(hd, (hd + 1u) / 2u, ty == 1u); }
+
+fn k_at(base: u32, i: u32) -> f32 {
+    if (KTYPE == 1u) { return unpack2x16float(KC[base + (i >> 1u)])[i & 1u]; }
+    return bitcast<f32>(KC[base + i]);
+}
+fn v_at(base: u32, i: u32) -> f32 {
+    if (VTYPE == 1u) { return unpack2x16float(VC[base + (i >> 1u)])[i & 1u]; }
+    return bitcast<f32>(VC[base + i]);
+}
+fn slot_of(pos: u32) -> u32 { return select(pos, pos % p.cap, p.sliding != 0u); }
+
+@compute @workgroup_size(64)
+fn kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let s = slot_of(META[p.meta_off + t]);
+    let src_k = p.k_off + (t * p.n_kv + h) * p.hd;
+    let src_v = p.v_off + (t * p.n_kv + h) * p.hd;
+    let kw = row_words(p.hd, KTYPE);
+    let vw = row_words(p.hd, VTYPE);
+    for (var w = li; w < kw; w += 64u) {
+        let dst = (s * p.n_kv + h) * kw + w;
+        if (KTYPE == 1u) {
+            let i = 2u * w;
+            let b = select(0.0, Q[src_k + i + 1u], i + 1u < p.hd);
+            KC[dst] = pack2x16float(vec2<f32>(Q[src_k + i], b));
+        } else {
+            KC[dst] = bitcast<u32>(Q[src_k + w]);
+        }
+    }
+    for (var w = li; w < vw; w += 64u) {
+        let dst = (s * p.n_kv + h) * vw + w;
+        if (VTYPE == 1u) {
+            let i = 2u * w;
+            let b = select(0.0, O[src_v + i + 1u], i + 1u < p.hd);
+            VC[dst] = pack2x16float(vec2<f32>(O[src_v + i], b));
+        } else {
+            VC[dst] = bitcast<u32>(O[src_v + w]);
+        }
+    }
+}
+
+const WG: u32 = 64u;
+var<workgroup> qs: array<f32, 512>;
+var<workgroup> ps: array<f32, 64>;
+var<workgroup> red: array<f32, 64>;
+var<workgroup> wg_hi: u32;
+
+fn tree_max(li: u32, v: f32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (li < s) { red[li] = max(red[li], red[li + s]); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+fn tree_sum(li: u32, v: f32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (li < s) { red[li] += red[li + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let hd = p.hd;
+    let kvh = h / (p.n_head / p.n_kv);
+    let qb = p.q_off + (t * p.n_head + h) * hd;
+    for (var i = li; i < hd; i += WG) { qs[i] = Q[qb + i]; }
+    if (li == 0u) { wg_hi = select(p.pos0 + t, META[p.meta_off + t], p.has_key_end != 0u); }
+    workgroupBarrier();
+    var lo: u32;
+    var hi: u32;
+    if (p.use_range != 0u) {
+        lo = p.range_lo;
+        hi = p.range_hi;
+    } else {
+        let pos = p.pos0 + t;
+        lo = 0u;
+        if (p.window > 0u && pos + 1u > p.window) { lo = pos + 1u - p.window; }
+        hi = pos;
+        // key_end comes from storage: made uniform (the loop below holds barriers)
+        hi = workgroupUniformLoad(&wg_hi);
+    }
+    let kw = row_words(hd, KTYPE);
+    let vw = row_words(hd, VTYPE);
+    var m = -3.0e38;
+    var l = 0.0;
+    var acc: array<f32, 8>;
+    for (var k0 = lo; k0 <= hi; k0 += WG) {
+        let key = k0 + li;
+        var s = -3.0e38;
+        if (key <= hi) {
+            let kb = (slot_of(key) * p.n_kv + kvh) * kw;
+            var d = 0.0;
+            for (var i = 0u; i < hd; i++) { d += qs[i] * k_at(kb, i); }
+            s = d * p.scale;
+        }
+        let m_new = max(m, tree_max(li, s));
+        let alpha = exp(m - m_new);
+        var e = 0.0;
+        if (key <= hi) { e = exp(s - m_new); }
+        ps[li] = e;
+        l = l * alpha + tree_sum(li, e);
+        let nk = min(WG, hi + 1u - k0);
+        for (var c = 0u; c < 8u; c++) {
+            let i = li + c * WG;
+            if (i < hd) {
+                var a = acc[c] * alpha;
+                for (var j = 0u; j < nk; j++) {
+                    a += ps[j] * v_at((slot_of(k0 + j) * p.n_kv + kvh) * vw, i);
+                }
+                acc[c] = a;
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
+    }
+    let ob = p.o_off + (t * p.n_head + h) * hd;
+    for (var c = 0u; c < 8u; c++) {
+        let i = li + c * WG;
+        if (i < hd) { O[ob + i] = acc[c] / l; }
+    }
+}
