@@ -479,14 +479,21 @@ void WebGpuBackend::matmul_impl(const ops::WeightView& w, const int32_t* ids, op
     const auto& pipe = dev_->pipeline("matmul." + std::to_string(uint32_t(w.type)),
                                       type_consts(w.type) + src("quant") + src("matmul"), "main", "ursss");
     const uint32_t gz = static_cast<uint32_t>((x.rows + 7) / 8);
+    // threads per output row: a function of the row length only (the reduction order, and so
+    // a row's bits, must not depend on anything else)
+    const int64_t ng = (w.cols + 31) / 32;
+    uint32_t tpr = 1;
+    while (tpr < 64 && tpr < ng) tpr <<= 1;
+    const int64_t rows_per_wg = 64 / tpr;
     for (const auto& c : weights_->matrix(w)) {
         const int64_t outs = ids ? y.cols : c.rows;
-        const uint32_t per_dim = static_cast<uint32_t>(std::min<int64_t>(outs, 32768));
+        const int64_t wgs = (outs + rows_per_wg - 1) / rows_per_wg;
+        const uint32_t per_dim = static_cast<uint32_t>(std::min<int64_t>(wgs, 32768));
         Pn p;
         p.u(outs).u(w.cols).u(w.row_bytes).u(x.rows).u(xb.elem).u(x.cols).u(yb.elem).u(y.cols);
-        p.u(ids ? 0 : c.row0).u(ids ? 1 : 0).u(ib.elem).u(c.row0).u(c.rows).u(per_dim);
+        p.u(ids ? 0 : c.row0).u(ids ? 1 : 0).u(ib.elem).u(c.row0).u(c.rows).u(per_dim).u(tpr);
         dispatch(pipe, op, params(p.w, p.n * 4), {bind_whole(c.buf, c.bytes), xb, yb, ib}, per_dim,
-                 static_cast<uint32_t>((outs + per_dim - 1) / per_dim), gz);
+                 static_cast<uint32_t>((wgs + per_dim - 1) / per_dim), gz);
     }
 }
 

@@ -2,9 +2,11 @@
 // (no activation quantization: the result is the exact product of the decoded weights, up to
 // float32 summation). One workgroup per output o and group of up to 8 tokens: its 64 threads
 // take the row's 32-element groups round-robin (thread i: groups i, i + 64, ...), each keeps one
-// partial sum per token, then a fixed tree adds the 64 partials. The order of every addition
-// depends only on the row length, never on how many tokens the call holds: a token gives the
-// same bits alone (decode), in a verify batch or inside a prefill.
+// partial sum per token, then a fixed tree adds the partials. Short rows (few groups) share a
+// workgroup: tpr threads per row (a power of two, min(64, groups rounded up)), 64 / tpr rows
+// per workgroup, thread j of a row taking groups j, j + tpr, ... The order of every addition
+// depends only on the row length (tpr is a function of it), never on how many tokens the call
+// holds: a token gives the same bits alone (decode), in a verify batch or inside a prefill.
 // ids (matmul_rows): output o reads matrix row IDS[o]; rows outside this chunk are left to the
 // dispatch of the chunk that holds them.
 
@@ -22,7 +24,8 @@ struct P {
     ids_off: u32,
     chunk_row0: u32,  // first matrix row held by W (ids are global rows)
     chunk_rows: u32,
-    per_dim: u32,     // outputs per grid row (grid x limit)
+    per_dim: u32,     // workgroups per grid row (grid x limit)
+    tpr: u32,         // threads per output row
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -37,11 +40,13 @@ var<workgroup> red: array<f32, 512>;  // [TB][WG]
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let o = wid.x + wid.y * p.per_dim;
-    if (o >= p.rows) { return; }
+    let lane = li / p.tpr;
+    let lj = li % p.tpr;
+    let o = (wid.x + wid.y * p.per_dim) * (WG / p.tpr) + lane;
     var r = o;
-    var mine = true;  // not uniform (read from storage): no early return before the barriers
-    if (p.use_ids != 0u) {
+    // neither is uniform (lanes differ; ids come from storage): no early return before the barriers
+    var mine = o < p.rows;
+    if (mine && p.use_ids != 0u) {
         let gr = IDS[p.ids_off + o];
         mine = gr >= p.chunk_row0 && gr < p.chunk_row0 + p.chunk_rows;
         r = select(0u, gr - p.chunk_row0, mine);
@@ -51,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc: array<f32, 8>;
     let ng = select(0u, (p.cols + 31u) / 32u, mine);
     let row = r * p.row_bytes;
-    for (var g = li; g < ng; g += WG) {
+    for (var g = lj; g < ng; g += p.tpr) {
         let c0 = g * 32u;
         load32(row, g, min(32u, p.cols - c0));
         for (var t = 0u; t < TB; t++) {
@@ -66,13 +71,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     for (var t = 0u; t < TB; t++) { red[t * WG + li] = acc[t]; }
     workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (li < s) {
+    for (var s = p.tpr / 2u; s > 0u; s >>= 1u) {
+        if (lj < s) {
             for (var t = 0u; t < TB; t++) { red[t * WG + li] += red[t * WG + li + s]; }
         }
         workgroupBarrier();
     }
-    if (mine && li < nt) {
-        Y[p.y_off + (t0 + li) * p.y_stride + p.y_col0 + o] = red[li * WG];
+    if (mine && lj == 0u) {
+        for (var t = 0u; t < nt; t++) {
+            Y[p.y_off + (t0 + t) * p.y_stride + p.y_col0 + o] = red[t * WG + li];
+        }
     }
 }
