@@ -95,3 +95,39 @@ def test_real_gemma3_270m_against_cpu():
     top1 = (cpu.argmax(-1) == gpu.argmax(-1)).mean()
     print(f"\n[gemma3 270m, webgpu vs cpu q16] top-1 {top1:.4f}, mean KL {kl:.2e} over {len(ids)} tokens")
     assert top1 >= 0.99 and kl <= 1e-3, (top1, kl)
+
+
+def test_speculative_decoding_on_the_gpu_is_lossless(hf_ckpt, tmp_path):
+    """The MTP drafter on the GPU reads the target's device KV cache: greedy output equals
+    plain greedy decoding on the GPU, and a draft step's logits equal the CPU drafter's over
+    the CPU cache (so it reads the real keys: the tiny random drafter is never right, so
+    acceptance cannot show it)."""
+    import unigemma
+    from unigemma.convert import convert
+
+    convert(hf_ckpt("default"), outtype="f32", out_prefix=tmp_path / "d", assistant_dir=hf_ckpt("assistant_default"),
+            progress=False)
+    path = str(tmp_path / "d.gguf")
+    prompt = [2] + np.random.default_rng(3).integers(300, 2200, size=35).tolist()
+    plain = unigemma.Model(path, n_ctx=128, kv_type="f32", device="gpu").generate(prompt, max_tokens=16, stop_tokens=[])
+    m = unigemma.Model(path, n_ctx=128, kv_type="f32", device="gpu", draft=str(tmp_path / "d-assistant.gguf"),
+                       draft_tokens=3)
+    r = m.generate(prompt, max_tokens=16, stop_tokens=[])
+    assert r.tokens == plain.tokens
+    assert r.stats["drafted"] > 0, r.stats
+    t = core.TextModel(path)
+    a = core.AssistantModel(str(tmp_path / "d-assistant.gguf"))
+    h0 = np.random.default_rng(1).standard_normal(t.hparams["n_embd"]).astype(np.float32)
+    steps = {}
+    for be in ("cpu", "webgpu"):
+        ctx = core.Context(t, n_ctx=64, k_type="f32", v_type="f32", backend=be)
+        ctx.eval(np.array(prompt[:30], np.int32))
+        steps[be] = core.Drafter(a, t, backend=be).step(ctx, prompt[30], 30, h0)
+    for got, want in zip(steps["webgpu"], steps["cpu"]):
+        assert rel_l2(np.asarray(got), np.asarray(want)) < 1e-4
+    # a drafter reading the wrong cache (the host copy of a GPU context) is refused, not silent
+    d = core.Drafter(a, t)
+    ctx = core.Context(t, n_ctx=64, backend="webgpu")
+    ctx.eval(np.array(prompt[:8], np.int32))
+    with pytest.raises(core.InputError, match="runs on webgpu"):
+        d.step(ctx, prompt[8], 8, np.zeros(t.hparams["n_embd"], np.float32))

@@ -95,7 +95,7 @@ void init_assistant(py::module_& m) {
     py::class_<Drafter, std::shared_ptr<Drafter>>(m, "Drafter",
         "Runs draft steps of an AssistantModel over a target Context's KV cache.")
         .def(py::init([](std::shared_ptr<AssistantModel> a, std::shared_ptr<model::TextModel> t, int n_threads,
-                         const std::string& precision) {
+                         const std::string& precision, const std::string& backend) {
                  int levels = 0;
                  if (precision == "q8")
                      levels = 1;
@@ -103,9 +103,10 @@ void init_assistant(py::module_& m) {
                      levels = 2;
                  else
                      throw InputError("[drafter] act_precision '" + precision + "' is not one of q8, q16");
-                 return std::make_shared<Drafter>(a, t, n_threads, levels);
+                 return std::make_shared<Drafter>(a, t, n_threads, levels, backend);
              }),
              py::arg("assistant"), py::arg("target"), py::arg("n_threads") = 0, py::arg("act_precision") = "q8",
+             py::arg("backend") = "cpu",
              "Checks that the drafter fits the target model (ModelError naming the mismatch).")
         .def_property_readonly("source_layers",
                                [](const Drafter& d) {

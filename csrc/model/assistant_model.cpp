@@ -10,6 +10,7 @@
 #include "model/gguf_schema.h"
 #include "model/weight_binding.h"
 #include "ops/cpu/cpu_backend.h"
+#include "ops/webgpu/factory.h"
 
 namespace unigemma::model {
 
@@ -212,8 +213,10 @@ void AssistantModel::load_centroids(const GGUFFile& f, const std::string& where)
 // ---------------------------------------------------------------------------------------------
 
 Drafter::Drafter(std::shared_ptr<const AssistantModel> assistant, std::shared_ptr<const TextModel> target,
-                 int n_threads, int act_levels)
+                 int n_threads, int act_levels, const std::string& backend)
     : a_(std::move(assistant)), t_(std::move(target)), n_threads_(n_threads), act_levels_(act_levels) {
+    if (backend != "cpu" && backend != "webgpu")
+        throw InputError("[drafter] backend must be 'cpu' or 'webgpu', got '" + backend + "'");
     if (!a_ || !t_) throw InputError("[drafter] assistant and target models are required");
     if (n_threads < 0) throw InputError("[drafter] n_threads must be >= 0");
     if (act_levels != 1 && act_levels != 2) throw InputError("[drafter] act_levels must be 1 or 2");
@@ -260,7 +263,12 @@ Drafter::Drafter(std::shared_ptr<const AssistantModel> assistant, std::shared_pt
         q_max = std::max(q_max, static_cast<size_t>(d.n_head) * static_cast<size_t>(d.head_dim));
         ff_max = std::max(ff_max, static_cast<size_t>(d.n_ff));
     }
-    backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
+    // on the GPU the drafter's weights join the target's device copies (it reads the target's
+    // token embedding, which is then uploaded once)
+    if (backend == "webgpu")
+        backend_ = webgpu::make_backend(t_->device_weights());
+    else
+        backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
     const int64_t H = ah.n_embd, qw = static_cast<int64_t>(q_max), ff = static_cast<int64_t>(ff_max);
     arena_ = backend_->alloc(static_cast<size_t>(2 * ah.n_embd_out + 3 * H + 2 * qw + 2 * ff));
     float* base = arena_->data();
@@ -301,6 +309,9 @@ void Drafter::step(const Context& ctx, int32_t token, int64_t pos, const float* 
         throw InputError("[drafter] pos " + std::to_string(pos) + " must be in [1, n_past = " +
                          std::to_string(ctx.n_past()) + "] (the drafter reads the target's cached positions < pos)");
     if (!h_in || !logits_out || !h_out) throw InputError("[drafter] null buffer");
+    if (std::strcmp(ctx.backend_name(), backend_->name()) != 0)
+        throw InputError(std::string("[drafter] the target context runs on ") + ctx.backend_name() +
+                         ", the drafter on " + backend_->name() + " (its KV cache lives there): make both the same");
     // Key ranges per layer, every position checked before any compute.
     const int64_t lo_swa = std::max<int64_t>(0, pos - ah.window - 1), hi = pos - 1;
     for (int il = 0; il < ah.n_layer; ++il) {

@@ -103,9 +103,11 @@ class Drafter {
 public:
     // Checks that the drafter fits the target (gemma4 target, H_t, vocabulary, window, and per
     // layer the source layer's head_dim / KV heads); ModelError "[drafter] ..." naming the
-    // mismatch. n_threads 0 = pool default; act_levels as ContextParams::act_levels.
+    // mismatch. n_threads 0 = pool default; act_levels as ContextParams::act_levels; backend
+    // as ContextParams::backend, and the same as the target contexts' it steps over (the
+    // drafter reads their KV cache where it lives).
     Drafter(std::shared_ptr<const AssistantModel> assistant, std::shared_ptr<const TextModel> target, int n_threads = 0,
-            int act_levels = 1);
+            int act_levels = 1, const std::string& backend = "cpu");
 
     // One draft step at position `pos` (1 <= pos <= target_ctx.n_past(); keys < pos are
     // read) for `token` (the last token, not yet in the target's cache) and h_in [H_t] (the

@@ -176,6 +176,7 @@ public:
     static void decode_batch(const std::vector<Context*>& ctxs, const int32_t* tokens, float* logits_out,
                              const std::function<void()>& check_interrupt = {});
     const ContextParams& params() const { return p_; }
+    const char* backend_name() const { return backend_->name(); }
     const TextModel& model() const { return *m_; }
 
 private:

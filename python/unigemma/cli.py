@@ -238,9 +238,9 @@ def _model_args(s, n_predict: int = 256) -> None:
     s.add_argument("-c", "--ctx-size", type=int, default=4096, help="context length in tokens (default 4096)")
     s.add_argument("-t", "--threads", type=int, default=0, help="compute threads (0 = all cores)")
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
-                   help="auto: a hardware GPU through WebGPU when found, else the CPU; gpu: any WebGPU adapter "
-                        "(a software one too), an error when there is none")
+    s.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu"),
+                   help="cpu (default); auto: a hardware GPU through WebGPU when found, else the CPU; gpu: any "
+                        "WebGPU adapter (a software one too), an error when there is none")
     s.add_argument("--precision", default="q8", choices=("q8", "q16"),
                    help="activation precision of quantized matmuls: q8 (fast, llama.cpp's) or q16 (near-float)")
     d = SamplingParams()  # the defaults are SamplingParams'

@@ -83,12 +83,14 @@ class Model:
                  ``-centroids.gguf`` beside it, if present; False: use the full head). ``draft_tokens``: tokens drafted
                  per round, 1..8, or "auto" (adaptive, the default).
 
-    device:      "auto" (default): a hardware GPU through WebGPU (Vulkan, Metal, D3D12) when
-                 one is found, else the CPU (``device_note`` says why); "gpu": the WebGPU
-                 adapter, any kind (Mesa's software lavapipe included), DeviceError when there
-                 is none; "cpu": the CPU backend. On the GPU the text forward runs there with
-                 float32 activations (act_precision does not apply); the projector and the
-                 drafter run on the CPU.
+    device:      "cpu" (default): the CPU backend. "auto": a hardware GPU through WebGPU
+                 (Vulkan, Metal, D3D12) when one is found, else the CPU (``device_note`` says
+                 why); "gpu": the WebGPU adapter of any kind (Mesa's software lavapipe
+                 included), DeviceError when there is none. On the GPU the forward runs there
+                 with float32 activations (act_precision does not apply). The default stays
+                 "cpu" until the WebGPU kernels are measured on real GPUs (they are verified
+                 for correctness on lavapipe only); opening an adapter also loads the
+                 driver into the process, which "cpu" never does.
     n_gpu_layers: 0 (default): CPU only. -1 every layer and the head on the GPU, -2 as many as
                  fit, N the last N layers (``unigemma.offload.plan``). The CUDA kernels exist
                  (csrc/ops/cuda, verified on the host only), but the model does not run on them
@@ -102,7 +104,7 @@ class Model:
                  kv_type_k: str | None = None, kv_type_v: str | None = None, n_ubatch: int = 512,
                  act_precision: str = "q8", verbose: bool = False, mmproj=None, image_tokens: int = 280,
                  video_tokens: int = 70, video_frames: int = 32, draft=None, draft_tokens="auto",
-                 draft_centroids=None, n_gpu_layers: int = 0, device: str = "auto") -> None:
+                 draft_centroids=None, n_gpu_layers: int = 0, device: str = "cpu") -> None:
         if path is None:
             from .default_model import default_model_path
 
@@ -485,7 +487,8 @@ class Model:
         if self.arch != "gemma4":
             raise _core.ModelError(f"[assistant] MTP drafting needs a Gemma 4 target; {self.path} is {self.arch}")
         self.assistant = _core.AssistantModel(path, centroids=None if centroids is None else os.fspath(centroids))
-        d = _core.Drafter(self.assistant, self.text_model, n_threads=self.n_threads, act_precision=self.act_precision)
+        d = _core.Drafter(self.assistant, self.text_model, n_threads=self.n_threads, act_precision=self.act_precision,
+                          backend=self.backend)
         if self.verbose:
             self._log(f"drafter {path}: {self.assistant.hparams.get('n_layer')} layers"
                       f"{', centroid head' if self.assistant.has_centroid_head else ''}")

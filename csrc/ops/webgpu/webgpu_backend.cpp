@@ -371,7 +371,7 @@ void WebGpuBackend::dispatch(const Device::Pipeline& pipe, const char* op, uint6
 void WebGpuBackend::flush(bool) {
     const Api& a = dev_->api();
     if (!enc_ && reads_.empty()) {
-        params_used_ = uploads_used_ = 0;
+        params_used_ = uploads_used_ = out_used_ = 0;
         return;
     }
     end_pass();
@@ -379,7 +379,7 @@ void WebGpuBackend::flush(bool) {
     WGPUCommandBuffer cb = a.wgpuCommandEncoderFinish(enc_, nullptr);
     a.wgpuCommandEncoderRelease(enc_);
     enc_ = nullptr;
-    params_used_ = uploads_used_ = 0;
+    params_used_ = uploads_used_ = out_used_ = 0;
     // Every flush waits (the argument is for a later pipelined mode): the host arenas are
     // rewritten right after it.
     dev_->submit_and_wait(cb);
@@ -409,7 +409,7 @@ void WebGpuBackend::discard() {
     release_after_flush_.clear();
     for (auto& s : staging_) s.used = 0;
     reads_.clear();
-    params_used_ = uploads_used_ = 0;
+    params_used_ = uploads_used_ = out_used_ = 0;
 }
 
 void WebGpuBackend::begin_forward() {
@@ -702,13 +702,20 @@ void WebGpuBackend::attention_range(const ops::KVLayer& kv, ops::Tensor q, ops::
 }
 
 ops::Tensor WebGpuBackend::output_tensor(float*, int64_t rows, int64_t cols) {
-    const uint64_t need = uint64_t(rows) * uint64_t(cols);
-    if (!out_buf_ || out_buf_->n_floats() < need) {
-        if (out_buf_ && (enc_ || !reads_.empty())) flush(true);  // recorded work may still use the old one
-        out_buf_.reset();
-        out_buf_ = alloc(need);
+    // distinct regions of one scratch buffer until the next flush (a forward may hand out
+    // several: the drafter's next hidden state and its logits)
+    const uint64_t need = (uint64_t(rows) * uint64_t(cols) + 63) / 64 * 64;
+    if (!out_buf_ || out_used_ + need > out_buf_->n_floats()) {
+        if (out_buf_ && (enc_ || !reads_.empty())) flush(true);  // recorded work still uses the old one
+        if (!out_buf_ || need > out_buf_->n_floats()) {
+            out_buf_.reset();
+            out_buf_ = alloc(need);
+        }
+        out_used_ = 0;
     }
-    return ops::Tensor{out_buf_->data(), rows, cols};
+    ops::Tensor t{out_buf_->data() + out_used_, rows, cols};
+    out_used_ += need;
+    return t;
 }
 
 void WebGpuBackend::read(ops::Tensor x, float* host) {

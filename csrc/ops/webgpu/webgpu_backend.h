@@ -132,7 +132,7 @@ private:
     std::shared_ptr<Device> dev_;
     std::shared_ptr<WeightCache> weights_;
     WGPUBuffer params_ = nullptr, uploads_ = nullptr, dummy_ = nullptr, out_ = nullptr;
-    uint64_t params_cap_ = 0, params_used_ = 0, uploads_cap_ = 0, uploads_used_ = 0, out_bytes_ = 0;
+    uint64_t params_cap_ = 0, params_used_ = 0, uploads_cap_ = 0, uploads_used_ = 0, out_used_ = 0;
     std::unique_ptr<ops::Buffer> out_buf_;  // output_tensor's scratch (logits rows)
     std::vector<WGPUBuffer> release_after_flush_;
     WGPUCommandEncoder enc_ = nullptr;

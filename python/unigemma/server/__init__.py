@@ -12,7 +12,7 @@ def build_server(model_path=None, mmproj=None, draft=None, n_ctx: int = 4096, pa
                  threads: int = 0, kv: str = "f16", api_key: str | None = None, max_queue: int = 64,
                  queue_timeout: float = 120.0, max_body_bytes: int = 32 << 20, allow_files: bool = True,
                  model_name: str | None = None, reserve_kv: bool = True, verbose: bool = False,
-                 device: str = "auto"):
+                 device: str = "cpu"):
     """Loads the model and returns (ServerState, Starlette app). ``n_ctx`` is per slot."""
     from ..model import Model
     from .app import ServerState, create_app
@@ -75,8 +75,9 @@ def add_serve_parser(sub) -> None:
     s.add_argument("-np", "--parallel", type=int, default=4, help="parallel slots, batched together (default 4)")
     s.add_argument("-t", "--threads", type=int, default=0, help="compute threads (0 = all cores)")
     s.add_argument("--kv", default="f16", choices=KV_TYPES, help="KV cache type (default f16)")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"),
-                   help="auto: a hardware GPU through WebGPU when found, else the CPU; gpu: any WebGPU adapter")
+    s.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu"),
+                   help="cpu (default); auto: a hardware GPU through WebGPU when found, else the CPU; gpu: any "
+                        "WebGPU adapter (a software one too)")
     s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (also $UNIGEMMA_API_KEY)")
     s.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 429 (default 64)")
     s.add_argument("--queue-timeout", type=float, default=120.0,
