@@ -131,3 +131,29 @@ def test_speculative_decoding_on_the_gpu_is_lossless(hf_ckpt, tmp_path):
     ctx.eval(np.array(prompt[:8], np.int32))
     with pytest.raises(core.InputError, match="runs on webgpu"):
         d.step(ctx, prompt[8], 8, np.zeros(t.hparams["n_embd"], np.float32))
+
+
+def test_images_and_audio_on_the_gpu_match_transformers(hf_ckpt, hf_model, tmp_path):
+    """Projector and text model on the GPU: two images (bidirectional blocks longer than the
+    sliding window) and an audio clip, all-position logits against transformers within 1e-4
+    relative L2; the projector's embeddings against the CPU projector's."""
+    import unigemma
+    from unigemma.convert import convert
+    from synthetic_media import media_inputs
+    from test_multimodal import PROMPT, hf_reference
+
+    res = convert(hf_ckpt("default"), outtype="f32", out_prefix=tmp_path / "mm", progress=False)
+    img1, img2, audio = media_inputs(3)
+    media = [("image", img1), ("image", img2), ("audio", audio)]
+    m = unigemma.Model(str(res.text), mmproj=str(res.mmproj), image_tokens=70, n_ctx=512, kv_type="f32",
+                       n_ubatch=64, device="gpu")
+    ours = m.logits(PROMPT, media=media)
+    ids = np.asarray(m._text_prompt(PROMPT, media, add_bos=True).ids)
+    ref = hf_reference(hf_model("default"), ids, [img1, img2], audio, 70)
+    err = float(np.linalg.norm(ours - ref) / np.linalg.norm(ref))
+    assert err < 1e-4, err
+    cpu = unigemma.Model(str(res.text), mmproj=str(res.mmproj), image_tokens=70, n_ctx=512, kv_type="f32",
+                         n_ubatch=64)
+    for g, c in ((m.embed_image(img1), cpu.embed_image(img1)), (m.embed_audio(audio), cpu.embed_audio(audio))):
+        assert g.shape == c.shape
+        assert float(((g - c) ** 2).sum() / (c ** 2).sum()) <= 1e-7

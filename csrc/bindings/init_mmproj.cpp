@@ -83,12 +83,12 @@ void init_mmproj(py::module_& m) {
     using model::MMProjector;
     py::class_<MMProjector, std::shared_ptr<MMProjector>>(m, "MMProjector",
         "Gemma 4 Unified multimodal projector (clip GGUF with gemma4uv / gemma4ua embedders).")
-        .def(py::init([](const py::object& path, int n_threads) {
+        .def(py::init([](const py::object& path, int n_threads, const std::string& backend) {
                  const std::string p = py::str(py::module_::import("os").attr("fspath")(path));
                  py::gil_scoped_release nogil;
-                 return std::make_shared<MMProjector>(p, n_threads);
+                 return std::make_shared<MMProjector>(p, n_threads, backend);
              }),
-             py::arg("path"), py::arg("n_threads") = 0,
+             py::arg("path"), py::arg("n_threads") = 0, py::arg("backend") = "cpu",
              "Opens and validates an mmproj GGUF (ours or llama.cpp's). n_threads 0 = the pool default.")
         .def_property_readonly("has_vision", &MMProjector::has_vision)
         .def_property_readonly("has_audio", &MMProjector::has_audio)

@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "base/thread_pool.h"
 #include "ops/cpu/cpu_backend.h"
+#include "ops/webgpu/factory.h"
 #include "quant/quant.h"
 
 namespace unigemma::model {
@@ -142,15 +143,20 @@ std::shared_ptr<const GGUFFile> open_file(const std::string& path) {
 
 }  // namespace
 
-MMProjector::MMProjector(const std::string& path, int n_threads)
-    : MMProjector(open_file(path), n_threads) {}
+MMProjector::MMProjector(const std::string& path, int n_threads, const std::string& backend)
+    : MMProjector(open_file(path), n_threads, backend) {}
 
-MMProjector::MMProjector(std::shared_ptr<const GGUFFile> file, int n_threads)
+MMProjector::MMProjector(std::shared_ptr<const GGUFFile> file, int n_threads, const std::string& backend)
     : file_(std::move(file)), n_threads_(n_threads) {
     if (n_threads < 0 || n_threads > base::kMaxThreads)
         throw InputError("[mmproj] n_threads must be in [0, " + std::to_string(base::kMaxThreads) + "], got " +
                          std::to_string(n_threads));
-    backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
+    if (backend == "webgpu")
+        backend_ = webgpu::make_backend(device_weights_);
+    else if (backend == "cpu")
+        backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
+    else
+        throw InputError("[mmproj] backend must be 'cpu' or 'webgpu', got '" + backend + "'");
     load();
 }
 

@@ -64,8 +64,10 @@ public:
     // Opens and validates `path`. Throws GGUFError (malformed file, missing key / tensor,
     // shape disagreeing with the keys) or ModelError (not a clip file, unsupported projector
     // or weight type), each message starting with "[mmproj]". n_threads: 0 = pool default.
-    explicit MMProjector(const std::string& path, int n_threads = 0);
-    explicit MMProjector(std::shared_ptr<const gguf::GGUFFile> file, int n_threads = 0);
+    // backend: "cpu" or "webgpu" (as ContextParams::backend).
+    explicit MMProjector(const std::string& path, int n_threads = 0, const std::string& backend = "cpu");
+    explicit MMProjector(std::shared_ptr<const gguf::GGUFFile> file, int n_threads = 0,
+                         const std::string& backend = "cpu");
 
     bool has_vision() const { return static_cast<bool>(patch_w_); }
     bool has_audio() const { return static_cast<bool>(audio_proj_); }
@@ -98,6 +100,7 @@ private:
 
     std::shared_ptr<const gguf::GGUFFile> file_;
     int n_threads_ = 0;
+    std::shared_ptr<void> device_weights_;  // the WebGPU backend's copies of this file's weights
     std::unique_ptr<ops::Backend> backend_;
     // embed_* are const and may run on several threads at once (the bindings drop the GIL):
     // they share the activation buffer under this lock.

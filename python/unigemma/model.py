@@ -87,7 +87,8 @@ class Model:
                  (Vulkan, Metal, D3D12) when one is found, else the CPU (``device_note`` says
                  why); "gpu": the WebGPU adapter of any kind (Mesa's software lavapipe
                  included), DeviceError when there is none. On the GPU the forward runs there
-                 with float32 activations (act_precision does not apply). The default stays
+                 with float32 activations (act_precision does not apply), the projector and
+                 the drafter with it. The default stays
                  "cpu" until the WebGPU kernels are measured on real GPUs (they are verified
                  for correctness on lavapipe only); opening an adapter also loads the
                  driver into the process, which "cpu" never does.
@@ -156,7 +157,7 @@ class Model:
                 raise _core.ModelError(f"[mmproj] media input needs a Gemma 4 model; {self.path} is {self.arch}")
             self.media = MediaEncoder(mmproj, self.hparams["n_embd"], n_threads=self.n_threads,
                                       image_tokens=int(image_tokens), video_tokens=int(video_tokens),
-                                      video_frames=int(video_frames))
+                                      video_frames=int(video_frames), backend=self.backend)
             if verbose:
                 self._log(f"projector {self.media.path}: vision={self.media.proj.has_vision} "
                           f"audio={self.media.proj.has_audio}")

@@ -119,11 +119,11 @@ class MediaEncoder:
     re-renders earlier turns each time; their media are not embedded again)."""
 
     def __init__(self, path, hidden: int, n_threads: int = 0, image_tokens: int = 280, video_tokens: int = 70,
-                 video_frames: int = 32, cache_items: int = 16) -> None:
+                 video_frames: int = 32, cache_items: int = 16, backend: str = "cpu") -> None:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise _core.InputError(f"mmproj file not found: {self.path}")
-        self.proj = _core.MMProjector(self.path, n_threads=n_threads)
+        self.proj = _core.MMProjector(self.path, n_threads=n_threads, backend=backend)
         if self.proj.hidden_size != hidden:
             raise _core.ModelError(f"[mmproj] {self.path} projects to width {self.proj.hidden_size}, but the text "
                                    f"model's hidden size is {hidden}: projector and model do not belong together")
