@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import unigemma.webgpu  # noqa: F401
 from unigemma import _core as core
 from test_text_model import CONFIGS, WINDOW, gguf_of, hf_logits, prompt, rel_l2  # noqa: F401
 from webgpu_device import adapter
@@ -157,3 +158,41 @@ def test_images_and_audio_on_the_gpu_match_transformers(hf_ckpt, hf_model, tmp_p
     for g, c in ((m.embed_image(img1), cpu.embed_image(img1)), (m.embed_audio(audio), cpu.embed_audio(audio))):
         assert g.shape == c.shape
         assert float(((g - c) ** 2).sum() / (c ** 2).sum()) <= 1e-7
+
+
+def test_device_errors_and_fallback(gguf_of):
+    """No adapter (hidden by UNIGEMMA_WEBGPU=0): device='gpu' raises DeviceError naming why,
+    'auto' runs on the CPU and says why; a model larger than the GPU budget is refused before
+    anything is allocated; a bad device name is an InputError."""
+    import subprocess
+    import sys
+
+    path = gguf_of("default")
+    code = f"""
+import unigemma
+try:
+    unigemma.Model({path!r}, device="gpu")
+    print("NO ERROR")
+except unigemma.DeviceError as e:
+    print("DeviceError:", e)
+m = unigemma.Model({path!r}, device="auto")
+print("auto:", m.backend, "|", m.device_note)
+print(m.generate([2, 300, 400], max_tokens=3, stop_tokens=[]).tokens)
+"""
+    env = dict(__import__("os").environ, UNIGEMMA_WEBGPU="0")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "DeviceError: [webgpu] no GPU adapter: UNIGEMMA_WEBGPU=0" in out.stdout, out.stdout
+    assert "auto: cpu | [webgpu] no GPU adapter" in out.stdout
+    # the only adapter here is lavapipe: 'auto' keeps to the CPU and says so
+    import unigemma
+
+    m = unigemma.Model(path, device="auto")
+    if unigemma.webgpu.open_device()["adapter_type"] == "CPU":
+        assert m.backend == "cpu" and "software" in m.device_note
+    env = dict(__import__("os").environ, UNIGEMMA_GPU_MEMORY_MB="1")
+    code = f"import unigemma\ntry:\n    unigemma.Model({path!r}, device='gpu')\nexcept unigemma.DeviceError as e:\n    print(e)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "MiB on the GPU" in out.stdout and "UNIGEMMA_GPU_MEMORY_MB=1" in out.stdout, (out.stdout, out.stderr)
+    with pytest.raises(unigemma.InputError, match="device must be"):
+        unigemma.Model(path, device="tpu")

@@ -147,6 +147,8 @@ class Model:
                       f"(K {self.kv_type_k}, V {self.kv_type_v})")
         if verbose and device != "cpu":
             self._log(f"device: {self.backend}" + (f" ({self.device_note})" if self.device_note else ""))
+        if self.backend == "webgpu":
+            self._check_gpu_memory()
         if n_gpu_layers:
             self._check_gpu(int(n_gpu_layers))
         self.media = None
@@ -170,6 +172,20 @@ class Model:
         self._run_id = 0
         self.n_evaluated = 0          # tokens evaluated in the generation context so far
         self.last_stats: dict | None = None
+
+    def _check_gpu_memory(self) -> None:
+        """WebGPU reports no memory size: UNIGEMMA_GPU_MEMORY_MB (the GPU's memory, or what
+        of it to use) lets the load be refused before anything is allocated, with what the
+        model needs; without it an allocation the device refuses raises DeviceError then."""
+        budget = os.environ.get("UNIGEMMA_GPU_MEMORY_MB")
+        if not budget:
+            return
+        need = self.text_model.weight_bytes + self.kv_bytes_estimate
+        if need > int(budget) << 20:
+            raise _core.DeviceError(
+                f"[webgpu] the model needs {need / 2**20:.0f} MiB on the GPU ({self.text_model.weight_bytes / 2**20:.0f} "
+                f"MiB weights + {self.kv_bytes_estimate / 2**20:.0f} MiB KV cache at n_ctx={self.n_ctx}), more than "
+                f"UNIGEMMA_GPU_MEMORY_MB={budget}: lower n_ctx, use a smaller quantization or device='cpu'")
 
     def _check_gpu(self, n_gpu_layers: int) -> None:
         from . import build_info
