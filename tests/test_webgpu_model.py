@@ -44,7 +44,7 @@ def test_greedy_equals_cpu_and_decode_equals_prefill(name, gguf_of):
         ctx = core.Context(m, n_ctx=128, k_type="f32", v_type="f32", backend=be)
         logits = ctx.eval(ids)
         got = []
-        for _ in range(24):
+        for _ in range(12):
             t = int(np.argmax(logits[0]))
             got.append(t)
             logits = ctx.eval(np.array([t], np.int32))
@@ -52,7 +52,7 @@ def test_greedy_equals_cpu_and_decode_equals_prefill(name, gguf_of):
     assert outs["webgpu"] == outs["cpu"]
     # each decode step's logits are bitwise the prefill's row for that position (row-invariant
     # kernels: what lossless speculative verification relies on)
-    seq = np.concatenate([ids, np.array(outs["webgpu"][:8], np.int32)])
+    seq = np.concatenate([ids, np.array(outs["webgpu"][:6], np.int32)])
     full = gpu_ctx(m, n_ctx=128).eval(seq, all_logits=True)
     ctx = gpu_ctx(m, n_ctx=128)
     ctx.eval(seq[:len(ids)])
@@ -61,11 +61,14 @@ def test_greedy_equals_cpu_and_decode_equals_prefill(name, gguf_of):
         np.testing.assert_array_equal(step[0], full[i])
 
 
-def test_f16_cache_and_reuse(gguf_of):
+@pytest.mark.parametrize("kv", ["f16", "q8_0"])
+def test_quantized_cache_and_reuse(kv, gguf_of):
+    """F16 / Q8_0 KV cache on the device (quantized as the CPU does) against the CPU with the
+    same cache type; truncating and continuing reuses the device cache."""
     m = core.TextModel(gguf_of("default"))
     ids = prompt(9, 50)
-    cpu = core.Context(m, n_ctx=128, k_type="f16", v_type="f16").eval(ids, all_logits=True)
-    ctx = core.Context(m, n_ctx=128, k_type="f16", v_type="f16", backend="webgpu")
+    cpu = core.Context(m, n_ctx=128, k_type=kv, v_type=kv).eval(ids, all_logits=True)
+    ctx = core.Context(m, n_ctx=128, k_type=kv, v_type=kv, backend="webgpu")
     g = ctx.eval(ids, all_logits=True)
     assert rel_l2(g, cpu).max() < 1e-3
     # truncate and continue: the cache on the device keeps the prefix
@@ -74,15 +77,16 @@ def test_f16_cache_and_reuse(gguf_of):
     np.testing.assert_array_equal(again, g[30:])
 
 
-@pytest.mark.slow  # the real 270M on lavapipe: ~1 min
+@pytest.mark.slow  # the real 270M on lavapipe: ~25 s
 def test_real_gemma3_270m_against_cpu():
     from unigemma import default_model_path
 
     m = core.TextModel(str(default_model_path()))
     tok = core.Tokenizer(core.GGUFFile(str(default_model_path()), True))
     text = ("The river ran high that spring, and the mill by the bridge worked day and night. "
-            "Nobody in the village remembered a year like it, not even the oldest of them.")
-    ids = np.array([2] + list(tok.encode(text)), np.int32)[:64]
+            "Nobody in the village remembered a year like it, not even the oldest of them. "
+            "When the water finally fell, the miller walked the banks to count what it had taken.")
+    ids = np.array(tok.encode(text, add_bos=True), np.int32)[:40]
     cpu = core.Context(m, n_ctx=128, act_precision="q16").eval(ids, all_logits=True)
     gpu = core.Context(m, n_ctx=128, backend="webgpu").eval(ids, all_logits=True)
 

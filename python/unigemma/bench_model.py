@@ -73,6 +73,8 @@ def add_arguments(m) -> None:
                    help="allocate and touch the KV cache of the whole --ctx up front (as llama.cpp does), so "
                         "peak RSS shows a full context's memory")
     m.add_argument("--precision", default="q8", choices=("q8", "q16"), help="activation precision (default q8)")
+    m.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu"),
+                   help="where the forward runs (default cpu; gpu: the WebGPU adapter, a software one too)")
     m.add_argument("--bw", type=float, default=None, metavar="GBS",
                    help="machine read bandwidth in GB/s for the bandwidth use (default: measure it)")
     m.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
@@ -181,7 +183,7 @@ def _spread(v: list[float]) -> float:
 def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps: int = 3, kv: str | None = None,
         precision: str = "q8", *, kv_k: str | None = None, kv_v: str | None = None, n_ctx: int | None = None,
         depth: int = 0, bw_gbs: float | None = None, log=None, decode_after_prompt: bool = False,
-        warmup_tokens: int | None = None, reserve_kv: bool = False) -> dict:
+        warmup_tokens: int | None = None, reserve_kv: bool = False, device: str = "cpu") -> dict:
     """Runs the benchmark (see the module docstring); returns the JSON-able result."""
     import numpy as np
 
@@ -217,13 +219,18 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
             f"best of {BW_PROBE_REPS}; --bw GBS skips this) ...")
         bw_gbs = measure_read_bandwidth(n_threads)
 
+    from .webgpu import resolve
+
+    backend, why_not = resolve(device)
+    if why_not:
+        log(f"device: cpu ({why_not})")
     t_open = time.perf_counter()
     model = core.TextModel(path)
     load_s = time.perf_counter() - t_open
     rss_after_load = current_rss_bytes()
     hp = model.hparams
     ctx = core.Context(model, n_ctx=n_ctx, n_threads=threads, k_type=k_type, v_type=v_type,
-                       act_precision=precision)
+                       act_precision=precision, backend=backend)
     if reserve_kv:
         ctx.reserve_all()
     rng = np.random.default_rng(0)
@@ -278,7 +285,7 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
         "model": path, "arch": hp["arch"], "n_layer": hp["n_layer"], "file_bytes": os.path.getsize(path),
         "n_prompt": n_prompt, "n_gen": n_gen, "depth": depth, "decode_after_prompt": decode_after_prompt,
         "decode_context": d0, "n_ctx": n_ctx, "reserve_kv": reserve_kv, "threads": n_threads, "reps": reps,
-        "kv_type_k": k_type, "kv_type_v": v_type, "act_precision": precision,
+        "kv_type_k": k_type, "kv_type_v": v_type, "act_precision": precision, "backend": backend,
         "prefill_tps": statistics.median(pre), "prefill_tps_all": pre, "prefill_tps_spread": _spread(pre),
         "decode_tps": statistics.median(dec) if dec else None, "decode_tps_all": dec,
         "decode_tps_spread": _spread(dec) if dec else None,
@@ -293,6 +300,11 @@ def run(path: str, n_prompt: int = 512, n_gen: int = 128, threads: int = 0, reps
         "versions": {"unigemma": __version__, "git_commit": _git_commit(),
                      "isa": core.build_info()["selected_isa"]},
     }
+    if backend == "webgpu":
+        from .webgpu import open_device
+
+        a = open_device()
+        out["gpu_adapter"] = {k: a[k] for k in ("device", "adapter_type", "backend", "description")}
     if dec:
         out["decode_bw_gbs"] = (weights_read + kv_read) * out["decode_tps"] / 1e9
         out["decode_bw_fraction"] = out["decode_bw_gbs"] / bw_gbs
@@ -312,7 +324,9 @@ def format_human(res: dict) -> str:
         f"model     {res['model']} ({res['arch']}, {res['n_layer']} layers, file {_gib(res['file_bytes'])})",
         (f"setup     {res['threads']} threads, n_ctx {res['n_ctx']}, depth {res['depth']}, "
          f"KV {res['kv_type_k']}/{res['kv_type_v']}, act {res['act_precision']}, "
-         f"{res['reps']} reps after 1 warm-up"),
+         f"{res['reps']} reps after 1 warm-up"
+         + (f", GPU {res['gpu_adapter']['device']} ({res['gpu_adapter']['adapter_type']})" if "gpu_adapter" in res
+            else "")),
         (f"prefill   {res['n_prompt']} tokens: {res['prefill_tps']:.2f} tok/s median "
          f"(runs {runs(res['prefill_tps_all'], '{:.2f}')}; spread ±{100 * res['prefill_tps_spread']:.1f}%)"),
     ]
@@ -340,6 +354,6 @@ def run_cli(args) -> int:
     res = run(args.model, args.n_prompt, args.n_gen, args.threads, args.reps, args.kv, args.precision,
               kv_k=args.kv_k, kv_v=args.kv_v, n_ctx=args.ctx, depth=args.depth, bw_gbs=args.bw,
               log=lambda s: print(s, file=sys.stderr, flush=True), decode_after_prompt=args.decode_after_prompt,
-              warmup_tokens=args.warmup_tokens, reserve_kv=args.reserve_kv)
+              warmup_tokens=args.warmup_tokens, reserve_kv=args.reserve_kv, device=args.device)
     print(json.dumps(res) if args.json else format_human(res))
     return 0

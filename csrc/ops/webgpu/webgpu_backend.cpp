@@ -48,8 +48,9 @@ bool supported_weight(GGMLType t) {
 uint32_t kv_type_id(GGMLType t) {
     if (t == GGMLType::F32) return 0;
     if (t == GGMLType::F16) return 1;
+    if (t == GGMLType::Q8_0) return 8;
     throw DeviceError(std::string("[webgpu.kv_cache] cache type ") + gguf::type_traits(static_cast<uint32_t>(t)).name +
-                      " is not on the WebGPU backend yet (use f16 or f32)");
+                      " is not on the WebGPU backend yet (use f32, f16 or q8_0)");
 }
 
 uint32_t u32_of(int64_t v, const char* op, const char* what) {
@@ -205,7 +206,7 @@ WebGpuBackend::KVMirror& WebGpuBackend::mirror(const ops::KVLayer& kv_c) {
     nm->kt = kv_type_id(kv.k_type());
     nm->vt = kv_type_id(kv.v_type());
     const uint64_t hd = uint64_t(kv.head_dim());
-    auto words = [&](uint32_t t) { return t == 1 ? (hd + 1) / 2 : hd; };
+    auto words = [&](uint32_t t) { return t == 8 ? hd / 32 * 9 : t == 1 ? (hd + 1) / 2 : hd; };
     nm->cap = std::max<int64_t>(want, 1);
     nm->k_bytes = (uint64_t(nm->cap) * kv.n_kv_head() * words(nm->kt) * 4 + 15) / 16 * 16;
     nm->v_bytes = (uint64_t(nm->cap) * kv.n_kv_head() * words(nm->vt) * 4 + 15) / 16 * 16;

@@ -4,7 +4,10 @@
 //   F32: word (s * n_kv + h) * hd + i
 //   F16: half i of the row of ceil(hd / 2) words starting at word (s * n_kv + h) * ceil(hd / 2),
 //        so every head row starts on a word and the store never shares a word between rows.
-// KTYPE / VTYPE (0: F32, 1: F16) are prepended as constants.
+//   Q8_0: rows of hd / 32 blocks of 9 words: the scale d (float32 holding the f16-rounded value
+//        the CPU's block stores) and 32 int8 (4 per word); element = q * d, as the CPU decodes.
+//        Quantized as the CPU does: d = max|x| / 127, q = round-half-even(x / d).
+// KTYPE / VTYPE (0: F32, 1: F16, 8: Q8_0) are prepended as constants.
 //
 // kv_store: one workgroup per (row t, KV head h); row t goes to the slot of position pos[t]
 // (sliding: pos mod cap; full layers: pos).
@@ -45,15 +48,56 @@ struct P {
 @group(0) @binding(4) var<storage, read_write> VC: array<u32>;
 @group(0) @binding(5) var<storage, read_write> META: array<u32>;
 
-fn row_words(hd: u32, ty: u32) -> u32 { return select(hd, (hd + 1u) / 2u, ty == 1u); }
+fn row_words(hd: u32, ty: u32) -> u32 {
+    if (ty == 8u) { return hd / 32u * 9u; }
+    return select(hd, (hd + 1u) / 2u, ty == 1u);
+}
 
 fn k_at(base: u32, i: u32) -> f32 {
     if (KTYPE == 1u) { return unpack2x16float(KC[base + (i >> 1u)])[i & 1u]; }
+    if (KTYPE == 8u) {
+        let b = base + (i >> 5u) * 9u;
+        let j = i & 31u;
+        let q = i32((KC[b + 1u + (j >> 2u)] >> ((j & 3u) * 8u)) << 24u) >> 24;
+        return f32(q) * bitcast<f32>(KC[b]);
+    }
     return bitcast<f32>(KC[base + i]);
 }
 fn v_at(base: u32, i: u32) -> f32 {
     if (VTYPE == 1u) { return unpack2x16float(VC[base + (i >> 1u)])[i & 1u]; }
+    if (VTYPE == 8u) {
+        let b = base + (i >> 5u) * 9u;
+        let j = i & 31u;
+        let q = i32((VC[b + 1u + (j >> 2u)] >> ((j & 3u) * 8u)) << 24u) >> 24;
+        return f32(q) * bitcast<f32>(VC[b]);
+    }
     return bitcast<f32>(VC[base + i]);
+}
+
+fn src_at(i: u32, from_q: bool) -> f32 {
+    if (from_q) { return Q[i]; }
+    return O[i];
+}
+
+// One Q8_0 block of 32 floats from `src` (element offset; the k rows in Q, the v rows in O)
+// as 9 words: d then the int8s.
+fn q8_block(src: u32, from_q: bool) -> array<u32, 9> {
+    var out: array<u32, 9>;
+    var amax = 0.0;
+    for (var j = 0u; j < 32u; j++) { amax = max(amax, abs(src_at(src + j, from_q))); }
+    let d = amax / 127.0;
+    let id = select(0.0, 1.0 / d, d != 0.0);
+    out[0] = bitcast<u32>(unpack2x16float(pack2x16float(vec2<f32>(d, 0.0))).x);
+    for (var w = 0u; w < 8u; w++) {
+        var word = 0u;
+        for (var k = 0u; k < 4u; k++) {
+            let x = src_at(src + w * 4u + k, from_q);
+            let q = i32(round(x * id));
+            word = word | ((u32(q) & 0xffu) << (k * 8u));
+        }
+        out[1u + w] = word;
+    }
+    return out;
 }
 fn slot_of(pos: u32) -> u32 { return select(pos, pos % p.cap, p.sliding != 0u); }
 
@@ -66,7 +110,19 @@ fn kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     let src_v = p.v_off + (t * p.n_kv + h) * p.hd;
     let kw = row_words(p.hd, KTYPE);
     let vw = row_words(p.hd, VTYPE);
-    for (var w = li; w < kw; w += 64u) {
+    if (KTYPE == 8u) {
+        for (var b = li; b < p.hd / 32u; b += 64u) {
+            let blk = q8_block(src_k + b * 32u, true);
+            for (var w = 0u; w < 9u; w++) { KC[(s * p.n_kv + h) * kw + b * 9u + w] = blk[w]; }
+        }
+    }
+    if (VTYPE == 8u) {
+        for (var b = li; b < p.hd / 32u; b += 64u) {
+            let blk = q8_block(src_v + b * 32u, false);
+            for (var w = 0u; w < 9u; w++) { VC[(s * p.n_kv + h) * vw + b * 9u + w] = blk[w]; }
+        }
+    }
+    for (var w = li; w < select(kw, 0u, KTYPE == 8u); w += 64u) {
         let dst = (s * p.n_kv + h) * kw + w;
         if (KTYPE == 1u) {
             let i = 2u * w;
@@ -76,7 +132,7 @@ fn kv_store(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
             KC[dst] = bitcast<u32>(Q[src_k + w]);
         }
     }
-    for (var w = li; w < vw; w += 64u) {
+    for (var w = li; w < select(vw, 0u, VTYPE == 8u); w += 64u) {
         let dst = (s * p.n_kv + h) * vw + w;
         if (VTYPE == 1u) {
             let i = 2u * w;
