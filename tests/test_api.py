@@ -4,6 +4,7 @@ seeds, limits, cache reuse across chat turns, context overflow, Ctrl-C, and the 
 (tool calls / thinking) driven by a scripted token source through the real generation path."""
 from __future__ import annotations
 
+import signal
 import threading
 
 import numpy as np
@@ -266,6 +267,9 @@ def test_keyboard_interrupt_during_prefill_keeps_the_cache_consistent():
     """A real SIGINT in the middle of a prefill, raised by the interrupt check itself at a chosen
     layer (deterministic: no timer racing the prefill): KeyboardInterrupt reaches the caller, the
     cache holds exactly the micro-batches that completed, and the model stays usable."""
+    # Python's own Ctrl-C handler, whatever this process inherited (a shell's background job
+    # starts with SIGINT ignored, and Python then installs no handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     m = unigemma.Model(n_ctx=512, n_ubatch=16)
     ids = m.tokenize(" ".join(["sea"] * 300))[:300]
     n_layer = m.hparams["n_layer"]
@@ -284,7 +288,8 @@ def test_keyboard_interrupt_during_prefill_keeps_the_cache_consistent():
 
 
 _SIGINT_CHILD = r"""
-import sys, unigemma
+import signal, sys, unigemma
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 m = unigemma.Model(n_ctx=2048, n_ubatch=256)
 ids = m.tokenize(" ".join(["sea"] * 2000))[:2000]
 print("ready", flush=True)

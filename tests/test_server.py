@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -58,9 +59,11 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn serving a build_server() app on a free loopback port, in a daemon thread."""
+    """uvicorn serving a build_server() app on a free loopback port, in a daemon thread.
+    UNIGEMMA_TEST_DEVICE=gpu runs every server of this file on the WebGPU backend."""
 
     def __init__(self, **kw) -> None:
+        kw.setdefault("device", os.environ.get("UNIGEMMA_TEST_DEVICE", "cpu"))
         self.state, app = build_server(**kw)
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",

@@ -63,6 +63,20 @@ struct ScopeResult {
     std::string message;
 };
 
+// Pops the innermost error scope of `dev` into *r (filled when its callback runs).
+void pop_scope(const Api& api, WGPUDevice dev, ScopeResult* r) {
+    WGPUPopErrorScopeCallbackInfo cb{};
+    cb.mode = WGPUCallbackMode_AllowProcessEvents;
+    cb.callback = [](WGPUPopErrorScopeStatus, WGPUErrorType type, WGPUStringView message, void* u1, void*) {
+        auto* s = static_cast<ScopeResult*>(u1);
+        s->type = type;
+        s->message = str(message);
+        s->done = true;
+    };
+    cb.userdata1 = r;
+    api.wgpuDevicePopErrorScope(dev, cb);
+}
+
 }  // namespace
 
 Device::Device(const Api& api) : api_(api) {}
@@ -229,18 +243,7 @@ WGPUBuffer Device::create_buffer(uint64_t bytes, WGPUBufferUsage usage, const st
     bd.size = bytes;
     WGPUBuffer b = api_.wgpuDeviceCreateBuffer(device_, &bd);
     ScopeResult r[2];
-    for (auto& res : r) {
-        WGPUPopErrorScopeCallbackInfo cb{};
-        cb.mode = WGPUCallbackMode_AllowProcessEvents;
-        cb.callback = [](WGPUPopErrorScopeStatus, WGPUErrorType type, WGPUStringView message, void* u1, void*) {
-            auto* s = static_cast<ScopeResult*>(u1);
-            s->type = type;
-            s->message = str(message);
-            s->done = true;
-        };
-        cb.userdata1 = &res;
-        api_.wgpuDevicePopErrorScope(device_, cb);
-    }
+    for (auto& res : r) pop_scope(api_, device_, &res);
     wait_for([&] { pump(); }, [&] { return r[0].done && r[1].done; }, "allocating a buffer");
     for (const auto& res : r)
         if (res.type != WGPUErrorType_NoError) {
@@ -294,16 +297,7 @@ const Device::Pipeline& Device::pipeline(const std::string& key, const std::stri
     if (mod) api_.wgpuShaderModuleRelease(mod);
     api_.wgpuPipelineLayoutRelease(pl);
     ScopeResult r;
-    WGPUPopErrorScopeCallbackInfo cb{};
-    cb.mode = WGPUCallbackMode_AllowProcessEvents;
-    cb.callback = [](WGPUPopErrorScopeStatus, WGPUErrorType type, WGPUStringView message, void* u1, void*) {
-        auto* s = static_cast<ScopeResult*>(u1);
-        s->type = type;
-        s->message = str(message);
-        s->done = true;
-    };
-    cb.userdata1 = &r;
-    api_.wgpuDevicePopErrorScope(device_, cb);
+    pop_scope(api_, device_, &r);
     wait_for([&] { pump(); }, [&] { return r.done; }, "compiling a shader");
     if (r.type != WGPUErrorType_NoError || !p) {
         if (p) api_.wgpuComputePipelineRelease(p);
