@@ -50,7 +50,7 @@ Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m
         if (s.kv_source != i) continue;
         kv_[static_cast<size_t>(i)] = std::make_unique<ops::KVLayer>(
             ops::KVLayerSpec{s.sliding, s.n_kv_head, s.head_dim}, hp.window, p_.n_ctx, p_.n_ubatch, p_.k_type,
-            p_.v_type);
+            p_.v_type, /*host_storage=*/p_.backend == "cpu");
     }
 }
 

@@ -33,8 +33,9 @@ size_t KVLayer::bytes_at(const KVLayerSpec& s, int64_t window, int64_t n_ctx, in
     return per_slot * static_cast<size_t>(slots);
 }
 
-KVLayer::KVLayer(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_ubatch, GGMLType tk, GGMLType tv)
-    : spec_(s), tk_(tk), tv_(tv) {
+KVLayer::KVLayer(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_ubatch, GGMLType tk, GGMLType tv,
+                 bool host_storage)
+    : spec_(s), tk_(tk), tv_(tv), host_storage_(host_storage) {
     check_kv_type(tk, s.head_dim, "K cache");
     check_kv_type(tv, s.head_dim, "V cache");
     k_row_ = quant::row_bytes(tk, s.head_dim);
@@ -43,8 +44,10 @@ KVLayer::KVLayer(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_
         // Ring: fixed size, allocated now. Position p -> slot p % cap_, so cap_ must not
         // change once positions are stored.
         max_cap_ = cap_ = std::min(n_ctx, window + n_ubatch + kRollbackSlots);
-        k_.assign(static_cast<size_t>(cap_) * s.n_kv_head * k_row_, 0);
-        v_.assign(static_cast<size_t>(cap_) * s.n_kv_head * v_row_, 0);
+        if (host_storage_) {
+            k_.assign(static_cast<size_t>(cap_) * s.n_kv_head * k_row_, 0);
+            v_.assign(static_cast<size_t>(cap_) * s.n_kv_head * v_row_, 0);
+        }
         slot_pos_.assign(static_cast<size_t>(cap_), -1);
     } else {
         max_cap_ = n_ctx;
@@ -64,13 +67,16 @@ void KVLayer::reserve(int64_t end) {
                                    std::to_string(max_cap_) + " tokens");
     if (spec_.sliding || end <= cap_) return;
     const int64_t want = std::min(max_cap_, std::max(end, std::max(cap_ + cap_ / 2, cap_ + kGrowSlots)));
-    k_.resize(static_cast<size_t>(want) * spec_.n_kv_head * k_row_, 0);
-    v_.resize(static_cast<size_t>(want) * spec_.n_kv_head * v_row_, 0);
+    if (host_storage_) {
+        k_.resize(static_cast<size_t>(want) * spec_.n_kv_head * k_row_, 0);
+        v_.resize(static_cast<size_t>(want) * spec_.n_kv_head * v_row_, 0);
+    }
     slot_pos_.resize(static_cast<size_t>(want), -1);
     cap_ = want;
 }
 
 void KVLayer::store(int64_t pos, int h, const float* k, const float* v) {
+    if (!host_storage_) throw Error("[kv_cache] store() on a layer whose rows live on a device");
     const int64_t s = slot(pos);
     uint8_t* kd = k_.data() + (s * spec_.n_kv_head + h) * k_row_;
     uint8_t* vd = v_.data() + (s * spec_.n_kv_head + h) * v_row_;

@@ -37,7 +37,10 @@ struct KVLayerSpec {
 
 class KVLayer {
 public:
-    KVLayer(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_ubatch, GGMLType tk, GGMLType tv);
+    // host_storage false: a device backend keeps the K / V rows (device_copy); this layer then
+    // holds only the slot bookkeeping, and store() / k_row() / v_row() are not for use.
+    KVLayer(const KVLayerSpec& s, int64_t window, int64_t n_ctx, int64_t n_ubatch, GGMLType tk, GGMLType tv,
+            bool host_storage = true);
     bool sliding() const { return spec_.sliding; }
     int n_kv_head() const { return spec_.n_kv_head; }
     int head_dim() const { return spec_.head_dim; }
@@ -58,7 +61,8 @@ public:
     void mark_stored(int64_t pos) { slot_pos_[static_cast<size_t>(slot(pos))] = pos; }
     void forget_from(int64_t pos);  // marks every slot holding a position >= pos empty
     void clear();
-    size_t bytes_allocated() const { return k_.size() + v_.size(); }
+    // K / V bytes for the slots allocated now (on the host, or on the device that holds them)
+    size_t bytes_allocated() const { return static_cast<size_t>(cap_) * spec_.n_kv_head * (k_row_ + v_row_); }
     int64_t capacity() const { return cap_; }  // slots allocated now
     int64_t max_capacity() const { return max_cap_; }
     // A device backend's copy of this layer (its own layout, ops/<backend>/), created on first
@@ -75,6 +79,7 @@ private:
     size_t k_row_ = 0, v_row_ = 0;
     int64_t cap_ = 0;       // slots allocated
     int64_t max_cap_ = 0;   // slots at most (ring size, or n_ctx)
+    bool host_storage_ = true;
     std::vector<uint8_t> k_, v_;
     std::vector<int64_t> slot_pos_;
 };

@@ -258,6 +258,8 @@ WGPUBuffer Device::create_buffer(uint64_t bytes, WGPUBufferUsage usage, const st
 
 const Device::Pipeline& Device::pipeline(const std::string& key, const std::string& source, const char* entry,
                                          const char* layout) {
+    // backends of several threads share the device (the server's engine, media embedding)
+    std::lock_guard<std::mutex> lock(pipelines_mu_);
     auto it = pipelines_.find(key);
     if (it != pipelines_.end()) return it->second;
     check();

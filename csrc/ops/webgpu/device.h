@@ -5,6 +5,7 @@
 // call here aborts or blocks forever.
 #pragma once
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -77,8 +78,9 @@ private:
     std::mutex mu_;
     std::string pending_error_;
     bool lost_ = false;
-    std::map<std::string, Pipeline> pipelines_;
-    uint64_t bytes_alive_ = 0;
+    std::mutex pipelines_mu_;
+    std::map<std::string, Pipeline> pipelines_;  // entries are never removed: references stay valid
+    std::atomic<uint64_t> bytes_alive_{0};
 };
 
 }  // namespace unigemma::webgpu
