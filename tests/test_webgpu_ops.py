@@ -241,3 +241,20 @@ def _can(name: str) -> bool:
         return True
     except _core.InputError:
         return False
+
+
+def test_one_forward_past_the_parameter_and_upload_pages():
+    """More dispatches in one submission than a parameter page holds (4096) and more host data
+    than an upload page (8 MiB): the arenas move on to further pages and every op still reads
+    its own parameters and data (the CPU, running the same ops in the same order, agrees
+    bitwise)."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((1, 7)).astype(np.float32)
+    y = rng.standard_normal((1, 7)).astype(np.float32) * 1e-3
+    gpu = OPS.rowwise("webgpu", "add", x, y=y, repeat=4500)
+    np.testing.assert_array_equal(gpu, OPS.rowwise("cpu", "add", x, y=y, repeat=4500))
+    table = rng.standard_normal((4, 128)).astype(np.float32)
+    x = rng.standard_normal((2000, 128)).astype(np.float32)  # 1 MiB of summed rows per call
+    pos = rng.integers(0, 4, size=4000).astype(np.int64)
+    gpu = OPS.rowwise("webgpu", "add_table_rows", x, w=table.reshape(-1), pos=pos, repeat=11)
+    np.testing.assert_array_equal(gpu, OPS.rowwise("cpu", "add_table_rows", x, w=table.reshape(-1), pos=pos, repeat=11))

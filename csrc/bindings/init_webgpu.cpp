@@ -145,7 +145,8 @@ void init_webgpu(py::module_& m) {
         .def_static(
             "rowwise",
             [](const std::string& be, const std::string& op, const F32& x, py::object y, py::object w, py::object b,
-               float eps, float s, int head_dim, py::object pos, py::object inv_freq, py::object src) {
+               float eps, float s, int head_dim, py::object pos, py::object inv_freq, py::object src, int repeat) {
+                if (repeat < 1) throw InputError("[backend_ops] repeat must be >= 1");
                 Run r(be);
                 const ops::Tensor xt = r.in(x);
                 ops::Tensor yt{};
@@ -166,6 +167,9 @@ void init_webgpu(py::module_& m) {
                 }
                 ops::Tensor out = xt;
                 r.b->begin_forward();
+                // `repeat` times in one forward (one submission on a device backend): an in-place
+                // op accumulates, as a forward's many dispatches fill the backend's arenas
+                for (int rep = 0; rep < repeat; ++rep) {
                 if (op == "rms_norm") {
                     out = r.tensor(xt.rows, xt.cols);
                     r.b->rms_norm(out, xt, wp, eps);
@@ -195,13 +199,15 @@ void init_webgpu(py::module_& m) {
                 } else {
                     throw InputError("[backend_ops] unknown op '" + op + "'");
                 }
+                }
                 auto res = r.out(out);
                 r.b->end_forward();
                 return res;
             },
             py::arg("backend"), py::arg("op"), py::arg("x"), py::arg("y") = py::none(), py::arg("w") = py::none(),
             py::arg("b") = py::none(), py::arg("eps") = 1e-6f, py::arg("s") = 1.0f, py::arg("head_dim") = 0,
-            py::arg("pos") = py::none(), py::arg("inv_freq") = py::none(), py::arg("src") = py::none())
+            py::arg("pos") = py::none(), py::arg("inv_freq") = py::none(), py::arg("src") = py::none(),
+            py::arg("repeat") = 1)
         .def_static(
             "attention",
             [](const std::string& be, const F32& k, const F32& v, const I64& kpos, const F32& q, int n_kv_head,

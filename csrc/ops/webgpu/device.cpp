@@ -231,7 +231,7 @@ void Device::check() {
 
 WGPUBuffer Device::create_buffer(uint64_t bytes, WGPUBufferUsage usage, const std::string& what) {
     check();
-    bytes = (std::max<uint64_t>(bytes, 16) + 15) / 16 * 16;
+    bytes = padded_size(bytes);
     if (bytes > info_.max_buffer_size)
         throw DeviceError("[webgpu] " + what + ": " + std::to_string(bytes) + " bytes exceed the adapter's largest buffer (" +
                           std::to_string(info_.max_buffer_size) + " bytes)");
@@ -254,6 +254,12 @@ WGPUBuffer Device::create_buffer(uint64_t bytes, WGPUBufferUsage usage, const st
     if (!b) throw DeviceError("[webgpu] the device refused " + what + " (" + std::to_string(bytes) + " bytes)");
     bytes_alive_ += bytes;
     return b;
+}
+
+void Device::release_buffer(WGPUBuffer b, uint64_t bytes) {
+    if (!b) return;
+    api_.wgpuBufferRelease(b);
+    bytes_alive_ -= padded_size(bytes);
 }
 
 const Device::Pipeline& Device::pipeline(const std::string& key, const std::string& source, const char* entry,

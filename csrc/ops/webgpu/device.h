@@ -5,6 +5,7 @@
 // call here aborts or blocks forever.
 #pragma once
 #include <cstddef>
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -41,8 +42,13 @@ public:
     WGPUQueue queue() const { return queue_; }
     const AdapterInfo& info() const { return info_; }
 
-    // A storage buffer of `bytes` (rounded up to 16) with copy in/out; `what` names it in errors.
+    // A buffer of padded_size(bytes) with `usage`; `what` names it in errors.
     WGPUBuffer create_buffer(uint64_t bytes, WGPUBufferUsage usage, const std::string& what);
+    // Releases a buffer from create_buffer(bytes, ...) (the same `bytes`) and its accounting.
+    void release_buffer(WGPUBuffer b, uint64_t bytes);
+    // What create_buffer allocates for `bytes`: at least 16, a multiple of 16 (room to bind a
+    // tail that is not whole words as whole words).
+    static uint64_t padded_size(uint64_t bytes) { return (std::max<uint64_t>(bytes, 16) + 15) / 16 * 16; }
     // A compute pipeline and its bind-group layout. Bindings are declared explicitly (an
     // entry point need not use all of them): `layout` has one letter per binding from 0,
     // u = uniform, r = read-only storage, s = read-write storage.
@@ -63,7 +69,6 @@ public:
 
     // Bytes of buffers alive on the device (what our buffers hold, not the driver's overhead).
     uint64_t bytes_alive() const { return bytes_alive_; }
-    void note_released(uint64_t bytes) { bytes_alive_ -= bytes; }
 
 private:
     Device(const Api& api);

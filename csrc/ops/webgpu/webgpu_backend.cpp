@@ -14,8 +14,8 @@ namespace {
 
 constexpr WGPUBufferUsage kStorage = WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst | WGPUBufferUsage_CopySrc;
 constexpr uint64_t kParamSlot = 256;                 // bytes per dispatch's parameters (>= any alignment)
-constexpr uint64_t kParamBytes = 1ull << 20;         // 4096 dispatches between flushes
-constexpr uint64_t kUploadBytes = 8ull << 20;        // per-forward host data between flushes
+constexpr uint64_t kParamBytes = 1ull << 20;         // a page of parameters: 4096 dispatches
+constexpr uint64_t kUploadBytes = 8ull << 20;        // a page of per-forward host data
 
 // ---------------------------------------------------------------- address registry
 
@@ -68,11 +68,11 @@ void grid(uint64_t n, uint32_t* gx, uint32_t* gy) {
 class DeviceBuffer final : public ops::Buffer {
 public:
     DeviceBuffer(Device& dev, size_t n) : dev_(dev), n_(n) {
-        bytes_ = (std::max<uint64_t>(16, uint64_t(n) * 4) + 15) / 16 * 16;
+        bytes_ = Device::padded_size(uint64_t(n) * 4);
         buf_ = dev.create_buffer(bytes_, kStorage, "an activation buffer");
         base_ = mmap(nullptr, bytes_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (base_ == MAP_FAILED) {
-            dev.api().wgpuBufferRelease(buf_);
+            dev.release_buffer(buf_, bytes_);
             throw DeviceError("[webgpu] cannot reserve address space for a device buffer");
         }
         std::lock_guard<std::mutex> lock(g_regions_mu);
@@ -84,8 +84,7 @@ public:
             g_regions.erase(reinterpret_cast<uintptr_t>(base_));
         }
         munmap(base_, bytes_);
-        dev_.api().wgpuBufferRelease(buf_);
-        dev_.note_released(bytes_);
+        dev_.release_buffer(buf_, bytes_);
     }
     float* data() override { return static_cast<float*>(base_); }
     size_t n_floats() const override { return n_; }
@@ -124,9 +123,8 @@ bool resolve_address(const void* p, WGPUBuffer* buf, uint64_t* byte_offset, uint
 
 WeightCache::~WeightCache() {
     for (auto& kv : matrices_)
-        for (auto& c : kv.second) dev_->api().wgpuBufferRelease(c.buf);
-    for (auto& kv : vectors_) dev_->api().wgpuBufferRelease(kv.second.first);
-    dev_->note_released(bytes_);
+        for (auto& c : kv.second) dev_->release_buffer(c.buf, c.bytes);
+    for (auto& kv : vectors_) dev_->release_buffer(kv.second.first, kv.second.second);
 }
 
 const std::vector<WeightCache::Chunk>& WeightCache::matrix(const ops::WeightView& w) {
@@ -144,19 +142,16 @@ const std::vector<WeightCache::Chunk>& WeightCache::matrix(const ops::WeightView
             c.row0 = r0;
             c.rows = std::min(per_chunk, w.rows - r0);
             c.bytes = uint64_t(c.rows) * rb;
-            c.buf = dev_->create_buffer(c.bytes + 4, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst,
+            c.buf = dev_->create_buffer(c.bytes, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst,
                                         "a weight matrix of " + std::to_string(w.rows) + " x " + std::to_string(w.cols));
             chunks.push_back(c);
             dev_->write(c.buf, 0, w.data + uint64_t(r0) * rb, c.bytes);
         }
     } catch (...) {
-        for (auto& c : chunks) {
-            dev_->api().wgpuBufferRelease(c.buf);
-            dev_->note_released((c.bytes + 4 + 15) / 16 * 16);
-        }
+        for (auto& c : chunks) dev_->release_buffer(c.buf, c.bytes);
         throw;
     }
-    for (auto& c : chunks) bytes_ += (c.bytes + 4 + 15) / 16 * 16;
+    for (auto& c : chunks) bytes_ += Device::padded_size(c.bytes);
     return matrices_.emplace(w.data, std::move(chunks)).first->second;
 }
 
@@ -169,11 +164,10 @@ WGPUBuffer WeightCache::vector(const float* host, size_t n, uint64_t* bytes) {
     }
     WGPUBuffer b = dev_->create_buffer(n * 4, WGPUBufferUsage_Storage | WGPUBufferUsage_CopyDst, "a weight vector");
     dev_->write(b, 0, host, n * 4);
-    const uint64_t nb = (std::max<uint64_t>(n * 4, 16) + 15) / 16 * 16;
+    const uint64_t nb = Device::padded_size(n * 4);
     if (it != vectors_.end()) {
-        dev_->api().wgpuBufferRelease(it->second.first);
+        dev_->release_buffer(it->second.first, it->second.second);
         bytes_ -= it->second.second;
-        dev_->note_released(it->second.second);
         vectors_.erase(it);
     }
     vectors_[host] = {b, nb};
@@ -191,8 +185,8 @@ struct WebGpuBackend::KVMirror {
     int64_t cap = 0;
     uint32_t kt = 0, vt = 0;
     ~KVMirror() {
-        if (k) { dev->api().wgpuBufferRelease(k); dev->note_released(k_bytes); }
-        if (v) { dev->api().wgpuBufferRelease(v); dev->note_released(v_bytes); }
+        dev->release_buffer(k, k_bytes);
+        dev->release_buffer(v, v_bytes);
     }
 };
 
@@ -208,8 +202,8 @@ WebGpuBackend::KVMirror& WebGpuBackend::mirror(const ops::KVLayer& kv_c) {
     const uint64_t hd = uint64_t(kv.head_dim());
     auto words = [&](uint32_t t) { return t == 8 ? hd / 32 * 9 : t == 1 ? (hd + 1) / 2 : hd; };
     nm->cap = std::max<int64_t>(want, 1);
-    nm->k_bytes = (uint64_t(nm->cap) * kv.n_kv_head() * words(nm->kt) * 4 + 15) / 16 * 16;
-    nm->v_bytes = (uint64_t(nm->cap) * kv.n_kv_head() * words(nm->vt) * 4 + 15) / 16 * 16;
+    nm->k_bytes = Device::padded_size(uint64_t(nm->cap) * kv.n_kv_head() * words(nm->kt) * 4);
+    nm->v_bytes = Device::padded_size(uint64_t(nm->cap) * kv.n_kv_head() * words(nm->vt) * 4);
     nm->k = dev_->create_buffer(nm->k_bytes, kStorage, "the KV cache (K) of a layer");
     nm->v = dev_->create_buffer(nm->v_bytes, kStorage, "the KV cache (V) of a layer");
     if (m) {
@@ -233,22 +227,15 @@ WebGpuBackend::KVMirror& WebGpuBackend::mirror(const ops::KVLayer& kv_c) {
 WebGpuBackend::WebGpuBackend(std::shared_ptr<Device> dev, std::shared_ptr<WeightCache> weights)
     : dev_(std::move(dev)), weights_(std::move(weights)) {
     if (!weights_) weights_ = std::make_shared<WeightCache>(dev_);
-    params_cap_ = kParamBytes;
-    params_ = dev_->create_buffer(params_cap_, WGPUBufferUsage_Uniform | WGPUBufferUsage_CopyDst, "kernel parameters");
-    uploads_cap_ = kUploadBytes;
-    uploads_ = dev_->create_buffer(uploads_cap_, kStorage, "per-forward host data");
     dummy_ = dev_->create_buffer(256, kStorage, "an unused binding");
 }
 
 WebGpuBackend::~WebGpuBackend() {
     discard();
-    const Api& a = dev_->api();
-    for (auto& s : staging_) { a.wgpuBufferRelease(s.buf); dev_->note_released(s.cap); }
-    for (WGPUBuffer b : release_after_flush_) a.wgpuBufferRelease(b);
-    a.wgpuBufferRelease(params_);
-    a.wgpuBufferRelease(uploads_);
-    a.wgpuBufferRelease(dummy_);
-    dev_->note_released(params_cap_ + uploads_cap_ + 256);
+    for (auto& s : staging_) dev_->release_buffer(s.buf, s.cap);
+    for (WGPUBuffer b : param_pages_) dev_->release_buffer(b, kParamBytes);
+    for (WGPUBuffer b : upload_pages_) dev_->release_buffer(b, kUploadBytes);
+    dev_->release_buffer(dummy_, 256);
 }
 
 std::unique_ptr<ops::Buffer> WebGpuBackend::alloc(size_t n_floats) { return std::make_unique<DeviceBuffer>(*dev_, n_floats); }
@@ -266,7 +253,7 @@ WebGpuBackend::Bind WebGpuBackend::bind_whole(WGPUBuffer b, uint64_t bytes) {
     Bind r;
     r.buf = b;
     r.offset = 0;
-    // rounded up to whole words (a weight chunk's buffer has room: create_buffer pads to 16)
+    // rounded up to whole words (the buffer has room: create_buffer pads to 16)
     r.size = std::min((bytes + 3) / 4 * 4, dev_->info().max_storage_binding / 4 * 4);
     return r;
 }
@@ -295,38 +282,67 @@ WebGpuBackend::Bind WebGpuBackend::bind_tensor(const float* data, int64_t n, con
     return r;
 }
 
-uint64_t WebGpuBackend::params(const void* p, size_t bytes) {
-    if (params_used_ + kParamSlot > params_cap_) flush(false);
-    const uint64_t off = params_used_;
-    dev_->write(params_, off, p, bytes);
+// The parameter and upload arenas are pages that a submission fills in order and the next
+// reuses: a full page moves on to the next page (allocated the first time), never to a
+// submission of its own, so queue writes of one forward never overwrite what its recorded
+// kernels have yet to read (they all land before its one submission).
+WebGpuBackend::Bind WebGpuBackend::params(const void* p, size_t bytes) {
+    if (params_used_ + kParamSlot > kParamBytes) {
+        ++param_page_;
+        params_used_ = 0;
+    }
+    if (param_page_ == param_pages_.size())
+        param_pages_.push_back(
+            dev_->create_buffer(kParamBytes, WGPUBufferUsage_Uniform | WGPUBufferUsage_CopyDst, "kernel parameters"));
+    Bind r;
+    r.buf = param_pages_[param_page_];
+    r.offset = params_used_;
+    r.size = kParamSlot;
+    dev_->write(r.buf, r.offset, p, bytes);
     params_used_ += kParamSlot;
-    return off;
+    return r;
 }
 
 WebGpuBackend::Bind WebGpuBackend::upload(const void* data, size_t bytes) {
     const uint64_t align = std::max<uint32_t>(dev_->info().storage_offset_alignment, 16);
     const uint64_t need = (std::max<size_t>(bytes, 4) + align - 1) / align * align;
-    if (need > uploads_cap_) {
-        // larger than the arena: a buffer of its own, freed after the submission that reads it
+    if (need > kUploadBytes) {
+        // larger than a page: a buffer of its own, freed after the submission that reads it
         WGPUBuffer b = dev_->create_buffer(need, kStorage, "host data of a forward");
         dev_->write(b, 0, data, bytes);
-        release_after_flush_.push_back(b);
+        release_after_flush_.push_back({b, need});
         return bind_whole(b, need);
     }
-    if (uploads_used_ + need > uploads_cap_) flush(false);
+    if (uploads_used_ + need > kUploadBytes) {
+        ++upload_page_;
+        uploads_used_ = 0;
+    }
+    if (upload_page_ == upload_pages_.size())
+        upload_pages_.push_back(dev_->create_buffer(kUploadBytes, kStorage, "per-forward host data"));
     Bind r;
-    r.buf = uploads_;
+    r.buf = upload_pages_[upload_page_];
     r.offset = uploads_used_;
-    r.size = std::min<uint64_t>(uploads_cap_ - uploads_used_, dev_->info().max_storage_binding) / 4 * 4;
-    dev_->write(uploads_, uploads_used_, data, bytes);
+    r.size = std::min<uint64_t>(kUploadBytes - uploads_used_, dev_->info().max_storage_binding) / 4 * 4;
+    dev_->write(r.buf, r.offset, data, bytes);
     uploads_used_ += need;
     return r;
 }
 
+void WebGpuBackend::ensure_encoder() {
+    if (!enc_) enc_ = dev_->api().wgpuDeviceCreateCommandEncoder(dev_->device(), nullptr);
+}
+
 void WebGpuBackend::ensure_pass() {
-    const Api& a = dev_->api();
-    if (!enc_) enc_ = a.wgpuDeviceCreateCommandEncoder(dev_->device(), nullptr);
-    if (!pass_) pass_ = a.wgpuCommandEncoderBeginComputePass(enc_, nullptr);
+    ensure_encoder();
+    if (!pass_) pass_ = dev_->api().wgpuCommandEncoderBeginComputePass(enc_, nullptr);
+}
+
+void WebGpuBackend::reset_arenas() {
+    param_page_ = upload_page_ = 0;
+    params_used_ = uploads_used_ = out_used_ = 0;
+    for (const auto& b : release_after_flush_) dev_->release_buffer(b.first, b.second);
+    release_after_flush_.clear();
+    retired_.clear();
 }
 
 void WebGpuBackend::end_pass() {
@@ -336,7 +352,7 @@ void WebGpuBackend::end_pass() {
     pass_ = nullptr;
 }
 
-void WebGpuBackend::dispatch(const Device::Pipeline& pipe, const char* op, uint64_t param_off,
+void WebGpuBackend::dispatch(const Device::Pipeline& pipe, const char* op, const Bind& param,
                              std::initializer_list<Bind> binds, uint32_t gx, uint32_t gy, uint32_t gz) {
     if (gx == 0 || gy == 0 || gz == 0) return;
     if (gx > dev_->info().max_workgroups_per_dim || gy > dev_->info().max_workgroups_per_dim ||
@@ -347,9 +363,9 @@ void WebGpuBackend::dispatch(const Device::Pipeline& pipe, const char* op, uint6
     ensure_pass();
     WGPUBindGroupEntry e[8] = {};
     e[0].binding = 0;
-    e[0].buffer = params_;
-    e[0].offset = param_off;
-    e[0].size = kParamSlot;
+    e[0].buffer = param.buf;
+    e[0].offset = param.offset;
+    e[0].size = param.size;
     size_t n = 1;
     for (const Bind& b : binds) {
         e[n].binding = static_cast<uint32_t>(n);
@@ -369,23 +385,19 @@ void WebGpuBackend::dispatch(const Device::Pipeline& pipe, const char* op, uint6
     a.wgpuBindGroupRelease(g);
 }
 
-void WebGpuBackend::flush(bool) {
+void WebGpuBackend::flush() {
     const Api& a = dev_->api();
-    if (!enc_ && reads_.empty()) {
-        params_used_ = uploads_used_ = out_used_ = 0;
+    if (!enc_) {  // nothing recorded (every read records a copy)
+        reset_arenas();
         return;
     }
     end_pass();
-    if (!enc_) enc_ = a.wgpuDeviceCreateCommandEncoder(dev_->device(), nullptr);
     WGPUCommandBuffer cb = a.wgpuCommandEncoderFinish(enc_, nullptr);
     a.wgpuCommandEncoderRelease(enc_);
     enc_ = nullptr;
-    params_used_ = uploads_used_ = out_used_ = 0;
-    // Every flush waits (the argument is for a later pipelined mode): the host arenas are
-    // rewritten right after it.
+    // waits: the arenas are rewritten by the next forward right after this
     dev_->submit_and_wait(cb);
-    for (WGPUBuffer b : release_after_flush_) a.wgpuBufferRelease(b);
-    release_after_flush_.clear();
+    reset_arenas();
     // map each staging buffer once and copy its reads out
     for (size_t si = 0; si < staging_.size(); ++si) {
         Staging& s = staging_[si];
@@ -406,11 +418,9 @@ void WebGpuBackend::discard() {
         a.wgpuCommandEncoderRelease(enc_);
         enc_ = nullptr;
     }
-    for (WGPUBuffer b : release_after_flush_) a.wgpuBufferRelease(b);
-    release_after_flush_.clear();
     for (auto& s : staging_) s.used = 0;
     reads_.clear();
-    params_used_ = uploads_used_ = out_used_ = 0;
+    reset_arenas();
 }
 
 void WebGpuBackend::begin_forward() {
@@ -420,7 +430,7 @@ void WebGpuBackend::begin_forward() {
 
 void WebGpuBackend::end_forward() {
     in_forward_ = false;
-    flush(true);
+    flush();
 }
 
 // ---------------------------------------------------------------- ops
@@ -552,9 +562,8 @@ void WebGpuBackend::elementwise(const char* entry, ops::Tensor x, const Bind& y,
     const Bind xb = bind_tensor(x.data, x.size(), entry);
     Pn p;
     p.u(uint64_t(x.size())).u(cols).u(xb.elem).u(y.elem).u(meta ? meta->elem : 0).u(n_rows).f(s);
-    const uint64_t groups = (uint64_t(x.size()) + 255) / 256;
-    const uint32_t gx = static_cast<uint32_t>(std::min<uint64_t>(groups, 65535));
-    const uint32_t gy = static_cast<uint32_t>((groups + gx - 1) / gx);
+    uint32_t gx, gy;
+    grid((uint64_t(x.size()) + 255) / 256, &gx, &gy);
     dispatch(dev_->pipeline(std::string("elementwise.") + entry, src("elementwise"), entry, "usss"), entry,
              params(p.w, p.n * 4), {xb, y, meta ? *meta : Bind{}}, gx, gy, 1);
 }
@@ -707,11 +716,12 @@ ops::Tensor WebGpuBackend::output_tensor(float*, int64_t rows, int64_t cols) {
     // several: the drafter's next hidden state and its logits)
     const uint64_t need = (uint64_t(rows) * uint64_t(cols) + 63) / 64 * 64;
     if (!out_buf_ || out_used_ + need > out_buf_->n_floats()) {
-        if (out_buf_ && (enc_ || !reads_.empty())) flush(true);  // recorded work still uses the old one
-        if (!out_buf_ || need > out_buf_->n_floats()) {
-            out_buf_.reset();
-            out_buf_ = alloc(need);
-        }
+        // a full or small buffer is replaced, the old one kept until the submission that
+        // reads it is done
+        // (sized for all this submission has asked for, so the next one fits in it)
+        const uint64_t cap = std::max<uint64_t>(out_used_ + need, out_buf_ ? out_buf_->n_floats() : 0);
+        if (out_buf_) retired_.push_back(std::move(out_buf_));
+        out_buf_ = alloc(cap);
         out_used_ = 0;
     }
     ops::Tensor t{out_buf_->data() + out_used_, rows, cols};
@@ -730,17 +740,17 @@ void WebGpuBackend::read(ops::Tensor x, float* host) {
         if (staging_[i].cap - staging_[i].used >= bytes) { si = i; break; }
     if (si == staging_.size()) {
         Staging s;
-        s.cap = (std::max<uint64_t>(bytes, 1 << 20) + 15) / 16 * 16;
+        s.cap = Device::padded_size(std::max<uint64_t>(bytes, 1 << 20));
         s.buf = dev_->create_buffer(s.cap, WGPUBufferUsage_MapRead | WGPUBufferUsage_CopyDst, "a read-back buffer");
         staging_.push_back(s);
     }
     Staging& s = staging_[si];
     end_pass();
-    if (!enc_) enc_ = dev_->api().wgpuDeviceCreateCommandEncoder(dev_->device(), nullptr);
+    ensure_encoder();
     dev_->api().wgpuCommandEncoderCopyBufferToBuffer(enc_, b, off, s.buf, s.used, bytes);
     reads_.push_back(PendingRead{si, s.used, bytes, host});
-    s.used += (bytes + 15) / 16 * 16;
-    if (!in_forward_) flush(true);
+    s.used += Device::padded_size(bytes);
+    if (!in_forward_) flush();
 }
 
 void WebGpuBackend::write(ops::Tensor x, const float* host) {
@@ -752,9 +762,9 @@ void WebGpuBackend::write(ops::Tensor x, const float* host) {
     // in order with the recorded kernels: a copy from the upload arena, not a queue write
     const Bind u = upload(host, bytes);
     end_pass();
-    if (!enc_) enc_ = dev_->api().wgpuDeviceCreateCommandEncoder(dev_->device(), nullptr);
+    ensure_encoder();
     dev_->api().wgpuCommandEncoderCopyBufferToBuffer(enc_, u.buf, u.offset, b, off, bytes);
-    if (!in_forward_) flush(true);
+    if (!in_forward_) flush();
 }
 
 }  // namespace unigemma::webgpu

@@ -115,13 +115,15 @@ private:
     Bind bind_whole(WGPUBuffer b, uint64_t bytes);
     Bind bind_vector(const float* host, size_t n);  // a cached weight vector
     Bind upload(const void* data, size_t bytes);  // per-forward host data (ids, positions, rows)
-    uint64_t params(const void* p, size_t bytes);
+    Bind params(const void* p, size_t bytes);      // a dispatch's parameter slot
+    void ensure_encoder();
     void ensure_pass();
     void end_pass();
-    void dispatch(const Device::Pipeline& pipe, const char* op, uint64_t param_off, std::initializer_list<Bind> binds,
+    void dispatch(const Device::Pipeline& pipe, const char* op, const Bind& param, std::initializer_list<Bind> binds,
                   uint32_t gx, uint32_t gy, uint32_t gz);
-    void flush(bool wait);
-    void discard();
+    void flush();          // submits what is recorded, waits, copies the reads out
+    void discard();        // drops what is recorded
+    void reset_arenas();   // after either
     KVMirror& mirror(const ops::KVLayer& kv);
     void elementwise(const char* entry, ops::Tensor x, const Bind& y, uint32_t cols, float s, const Bind* meta,
                      uint32_t n_rows);
@@ -131,10 +133,13 @@ private:
 
     std::shared_ptr<Device> dev_;
     std::shared_ptr<WeightCache> weights_;
-    WGPUBuffer params_ = nullptr, uploads_ = nullptr, dummy_ = nullptr, out_ = nullptr;
-    uint64_t params_cap_ = 0, params_used_ = 0, uploads_cap_ = 0, uploads_used_ = 0, out_used_ = 0;
+    WGPUBuffer dummy_ = nullptr;
+    std::vector<WGPUBuffer> param_pages_, upload_pages_;  // arenas, reused by every submission
+    size_t param_page_ = 0, upload_page_ = 0;
+    uint64_t params_used_ = 0, uploads_used_ = 0, out_used_ = 0;
     std::unique_ptr<ops::Buffer> out_buf_;  // output_tensor's scratch (logits rows)
-    std::vector<WGPUBuffer> release_after_flush_;
+    std::vector<std::unique_ptr<ops::Buffer>> retired_;  // replaced scratch, until the submission ends
+    std::vector<std::pair<WGPUBuffer, uint64_t>> release_after_flush_;  // oversized uploads (buffer, bytes)
     WGPUCommandEncoder enc_ = nullptr;
     WGPUComputePassEncoder pass_ = nullptr;
     bool in_forward_ = false;
