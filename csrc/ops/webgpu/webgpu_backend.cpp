@@ -528,7 +528,7 @@ void WebGpuBackend::rms_norm(ops::Tensor y, ops::Tensor x, const float* w, float
     p.u(x.rows).u(x.cols).u(1).u(xb.elem).u(yb.elem).u(w ? 1 : 0).u(0).u(0).u(0).u(0).u(0).u(0).u(0).f(eps);
     uint32_t gx, gy;
     grid(uint64_t(x.rows), &gx, &gy);
-    dispatch(dev_->pipeline("norm.rms_norm", src("norm"), "rms_norm", "usssss"), "rms_norm", params(p.w, p.n * 4), {xb, yb, wb, Bind{}, Bind{}},
+    dispatch(dev_->pipeline("norm.rms_norm", src("reduce") + src("norm"), "rms_norm", "usssss"), "rms_norm", params(p.w, p.n * 4), {xb, yb, wb, Bind{}, Bind{}},
              gx, gy, 1);
 }
 
@@ -552,7 +552,7 @@ void WebGpuBackend::head_norm_rope(ops::Tensor x, int head_dim, const float* w, 
     Pn p;
     p.u(x.rows).u(head_dim).u(heads).u(xb.elem).u(0).u(w ? 1 : 0).u(wb.elem).u(0).u(0).u(inv_freq ? 1 : 0);
     p.u(mb.elem).u(0).u(fb.elem).f(eps);
-    dispatch(dev_->pipeline("norm.head_norm_rope", src("norm"), "head_norm_rope", "usssss"), "head_norm_rope",
+    dispatch(dev_->pipeline("norm.head_norm_rope", src("reduce") + src("norm"), "head_norm_rope", "usssss"), "head_norm_rope",
              params(p.w, p.n * 4), {xb, xb, wb, mb, fb}, static_cast<uint32_t>(heads), static_cast<uint32_t>(x.rows), 1);
 }
 
@@ -635,7 +635,7 @@ void WebGpuBackend::layer_norm_f64(ops::Tensor y, ops::Tensor x, const int32_t* 
     p.u(mb.elem).u(srcp ? 1 : 0).u(0).f(eps);
     uint32_t gx, gy;
     grid(uint64_t(x.rows), &gx, &gy);
-    dispatch(dev_->pipeline("norm.layer_norm", src("norm"), "layer_norm", "usssss"), "layer_norm", params(p.w, p.n * 4),
+    dispatch(dev_->pipeline("norm.layer_norm", src("reduce") + src("norm"), "layer_norm", "usssss"), "layer_norm", params(p.w, p.n * 4),
              {xb, yb, wb, mb, bb}, gx, gy, 1);
 }
 
@@ -660,7 +660,7 @@ void WebGpuBackend::kv_store(ops::KVLayer& kv, ops::Tensor k, ops::Tensor v, con
     p.u(mb.elem).u(0).u(0).u(0).u(kb.elem).u(vb.elem).f(0.0f);
     const std::string consts = "const KTYPE: u32 = " + std::to_string(m.kt) + "u;\nconst VTYPE: u32 = " +
                                std::to_string(m.vt) + "u;\n";
-    dispatch(dev_->pipeline("kv_store." + std::to_string(m.kt) + std::to_string(m.vt), consts + src("attention"),
+    dispatch(dev_->pipeline("kv_store." + std::to_string(m.kt) + std::to_string(m.vt), consts + src("reduce") + src("attention"),
                             "kv_store", "usssss"),
              "kv_store", params(p.w, p.n * 4),
              {kb, vb, bind_whole(m.k, m.k_bytes), bind_whole(m.v, m.v_bytes), mb}, uint32_t(kv.n_kv_head()),
@@ -695,7 +695,7 @@ void WebGpuBackend::attention_impl(const ops::KVLayer& kv, ops::Tensor q, ops::T
     p.u(call ? 0 : u32_of(hi, "attention", "hi")).u(call ? 0 : 1).u(0).u(0).f(call ? call->scale : scale_f);
     const std::string consts = "const KTYPE: u32 = " + std::to_string(m.kt) + "u;\nconst VTYPE: u32 = " +
                                std::to_string(m.vt) + "u;\n";
-    dispatch(dev_->pipeline("attention." + std::to_string(m.kt) + std::to_string(m.vt), consts + src("attention"),
+    dispatch(dev_->pipeline("attention." + std::to_string(m.kt) + std::to_string(m.vt), consts + src("reduce") + src("attention"),
                             "attention", "usssss"),
              "attention", params(p.w, p.n * 4), {qb, ob, bind_whole(m.k, m.k_bytes), bind_whole(m.v, m.v_bytes), mb},
              uint32_t(n_head), uint32_t(q.rows), 1);

@@ -1,6 +1,6 @@
 // Row norms, one workgroup of 256 threads per row (or per head of a row): the sums are a
 // fixed tree over 256 per-thread partials (thread i adds elements i, i + 256, ... in order),
-// so a row's bits never depend on the other rows of the call.
+// so a row's bits never depend on the other rows of the call (reduce.wgsl).
 //   rms_norm:       y = x * (1 / sqrt(mean(x^2) + eps)) * w          (w optional)
 //   head_norm_rope: per head of head_dim: x = rms_norm(x) * w, then NeoX RoPE at pos[t]:
 //                   (a, b) = (x[i], x[i + hd/2]) -> (a c - b s, a s + b c), theta = pos * inv_freq[i]
@@ -33,20 +33,7 @@ struct P {
 @group(0) @binding(4) var<storage, read_write> META: array<u32>;
 @group(0) @binding(5) var<storage, read_write> AUX: array<f32>;   // bias (layer_norm) or inv_freq (RoPE)
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
-
-fn tree_sum(li: u32, v: f32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (li < s) { red[li] += red[li + s]; }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+const WG: u32 = 256u;  // reduce.wgsl's tree_sum over the workgroup
 
 @compute @workgroup_size(256)
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
