@@ -12,7 +12,7 @@
 #include "base/error.h"
 #include "gguf/ggml_types.h"
 #include "ops/backend.h"
-#include "ops/cpu/cpu_backend.h"
+#include "model/backend_choice.h"
 #include "ops/kv_cache.h"
 #include "ops/webgpu/factory.h"
 
@@ -32,14 +32,7 @@ struct Run {
     std::shared_ptr<void> weights;
     std::unique_ptr<ops::Backend> b;
     std::vector<std::unique_ptr<ops::Buffer>> bufs;
-    explicit Run(const std::string& name) {
-        if (name == "cpu")
-            b = std::make_unique<cpu::CpuBackend>(0);
-        else if (name == "webgpu")
-            b = webgpu::make_backend(weights);
-        else
-            throw InputError("[backend_ops] backend must be 'cpu' or 'webgpu'");
-    }
+    explicit Run(const std::string& name) : b(model::make_backend(name, 0, weights, "[backend_ops]")) {}
     ops::Tensor tensor(int64_t rows, int64_t cols) {
         bufs.push_back(b->alloc(static_cast<size_t>(std::max<int64_t>(rows * cols, 1))));
         return ops::Tensor{bufs.back()->data(), rows, cols};

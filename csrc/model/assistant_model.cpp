@@ -9,8 +9,7 @@
 #include "base/error.h"
 #include "model/gguf_schema.h"
 #include "model/weight_binding.h"
-#include "ops/cpu/cpu_backend.h"
-#include "ops/webgpu/factory.h"
+#include "model/backend_choice.h"
 
 namespace unigemma::model {
 
@@ -215,8 +214,6 @@ void AssistantModel::load_centroids(const GGUFFile& f, const std::string& where)
 Drafter::Drafter(std::shared_ptr<const AssistantModel> assistant, std::shared_ptr<const TextModel> target,
                  int n_threads, int act_levels, const std::string& backend)
     : a_(std::move(assistant)), t_(std::move(target)), n_threads_(n_threads), act_levels_(act_levels) {
-    if (backend != "cpu" && backend != "webgpu")
-        throw InputError("[drafter] backend must be 'cpu' or 'webgpu', got '" + backend + "'");
     if (!a_ || !t_) throw InputError("[drafter] assistant and target models are required");
     if (n_threads < 0) throw InputError("[drafter] n_threads must be >= 0");
     if (act_levels != 1 && act_levels != 2) throw InputError("[drafter] act_levels must be 1 or 2");
@@ -265,10 +262,7 @@ Drafter::Drafter(std::shared_ptr<const AssistantModel> assistant, std::shared_pt
     }
     // on the GPU the drafter's weights join the target's device copies (it reads the target's
     // token embedding, which is then uploaded once)
-    if (backend == "webgpu")
-        backend_ = webgpu::make_backend(t_->device_weights());
-    else
-        backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
+    backend_ = make_backend(backend, n_threads_, t_->device_weights(), "[drafter]");
     const int64_t H = ah.n_embd, qw = static_cast<int64_t>(q_max), ff = static_cast<int64_t>(ff_max);
     arena_ = backend_->alloc(static_cast<size_t>(2 * ah.n_embd_out + 3 * H + 2 * qw + 2 * ff));
     float* base = arena_->data();

@@ -7,8 +7,7 @@
 
 #include "base/error.h"
 #include "base/thread_pool.h"
-#include "ops/cpu/cpu_backend.h"
-#include "ops/webgpu/factory.h"
+#include "model/backend_choice.h"
 #include "quant/quant.h"
 
 namespace unigemma::model {
@@ -151,12 +150,7 @@ MMProjector::MMProjector(std::shared_ptr<const GGUFFile> file, int n_threads, co
     if (n_threads < 0 || n_threads > base::kMaxThreads)
         throw InputError("[mmproj] n_threads must be in [0, " + std::to_string(base::kMaxThreads) + "], got " +
                          std::to_string(n_threads));
-    if (backend == "webgpu")
-        backend_ = webgpu::make_backend(device_weights_);
-    else if (backend == "cpu")
-        backend_ = std::make_unique<cpu::CpuBackend>(n_threads_);
-    else
-        throw InputError("[mmproj] backend must be 'cpu' or 'webgpu', got '" + backend + "'");
+    backend_ = make_backend(backend, n_threads_, device_weights_, "[mmproj]");
     load();
 }
 

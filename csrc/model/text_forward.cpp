@@ -11,8 +11,7 @@
 
 #include "base/error.h"
 #include "model/text_model.h"
-#include "ops/cpu/cpu_backend.h"
-#include "ops/webgpu/factory.h"
+#include "model/backend_choice.h"
 
 namespace unigemma::model {
 
@@ -35,12 +34,7 @@ Context::Context(std::shared_ptr<const TextModel> m, const ContextParams& p) : m
     p_.n_ubatch = std::min(p_.n_ubatch, p_.n_ctx);  // a micro-batch never exceeds the context
     if (p_.n_threads < 0) throw InputError("[context] n_threads must be >= 0");
     if (p_.act_levels != 1 && p_.act_levels != 2) throw InputError("[context] act_levels must be 1 or 2");
-    if (p_.backend == "cpu")
-        backend_ = std::make_unique<cpu::CpuBackend>(p_.n_threads);
-    else if (p_.backend == "webgpu")
-        backend_ = webgpu::make_backend(m_->device_weights());
-    else
-        throw InputError("[context] backend must be 'cpu' or 'webgpu', got '" + p_.backend + "'");
+    backend_ = make_backend(p_.backend, p_.n_threads, m_->device_weights(), "[context]");
     kv_.resize(static_cast<size_t>(hp.n_layer));
     for (int i = 0; i < hp.n_layer; ++i) {
         const LayerSpec& s = hp.layers[static_cast<size_t>(i)];

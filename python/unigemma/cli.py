@@ -11,14 +11,14 @@ def _cmd_info(args) -> int:
     from . import __version__, build_info
 
     info = build_info()
-    if args.json:
-        if info["webgpu"]:
-            from . import webgpu
+    if info["webgpu"]:
+        from . import webgpu
 
-            try:
-                info["webgpu_adapter"] = webgpu.open_device()
-            except Exception as e:  # noqa: BLE001
-                info["webgpu_adapter"] = {"error": str(e)}
+        try:
+            info["webgpu_adapter"] = webgpu.open_device()
+        except Exception as e:  # noqa: BLE001 - report, never fail `info`
+            info["webgpu_adapter"] = {"error": str(e)}
+    if args.json:
         print(json.dumps({"version": __version__, **info}, indent=1))
         return 0
     print(f"unigemma {__version__}")
@@ -28,18 +28,15 @@ def _cmd_info(args) -> int:
     print(f"  threads:        {info['hardware_threads']}")
     print(f"  CUDA backend:   {'built' if info['cuda'] else 'not built'}")
     print(f"  WebGPU backend: {'built against wgpu ' + info['webgpu_headers'] if info['webgpu'] else 'not built'}")
-    if info["webgpu"]:
-        from . import webgpu
-
-        try:
-            a = webgpu.open_device()
-            print(f"  GPU adapter:    {a['device']} ({a['adapter_type']}, {a['backend']}; {a['description']})")
-            print(f"                  largest buffer {int(a['max_buffer_size']) >> 20} MiB, storage binding "
-                  f"{int(a['max_storage_buffer_binding_size']) >> 20} MiB, workgroup memory "
-                  f"{int(a['max_compute_workgroup_storage_size']) >> 10} KiB, f16 {a['shader_f16']}, "
-                  f"subgroups {a['subgroups']}, timestamps {a['timestamp_query']}")
-        except Exception as e:  # noqa: BLE001 - report, never fail `info`
-            print(f"  GPU adapter:    none ({e})")
+    a = info.get("webgpu_adapter")
+    if a and "error" in a:
+        print(f"  GPU adapter:    none ({a['error']})")
+    elif a:
+        print(f"  GPU adapter:    {a['device']} ({a['adapter_type']}, {a['backend']}; {a['description']})")
+        print(f"                  largest buffer {int(a['max_buffer_size']) >> 20} MiB, storage binding "
+              f"{int(a['max_storage_buffer_binding_size']) >> 20} MiB, workgroup memory "
+              f"{int(a['max_compute_workgroup_storage_size']) >> 10} KiB, f16 {a['shader_f16']}, "
+              f"subgroups {a['subgroups']}, timestamps {a['timestamp_query']}")
     print(f"  compiler:       {info['compiler']}")
     return 0
 

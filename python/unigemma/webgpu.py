@@ -13,7 +13,6 @@ import os
 from . import _core
 
 _opened: dict | None = None
-_why_not: str | None = None
 
 
 def library_path() -> str:
@@ -36,12 +35,11 @@ def library_path() -> str:
 
 def open_device() -> dict:
     """Opens the process's WebGPU adapter (once) and returns its description and limits."""
-    global _opened, _why_not
+    global _opened
     if _opened is not None:
         return _opened
     if os.environ.get("UNIGEMMA_WEBGPU", "1") == "0":
-        _why_not = "UNIGEMMA_WEBGPU=0 hides the GPU"
-        raise _core.DeviceError(f"[webgpu] no GPU adapter: {_why_not}")
+        raise _core.DeviceError("[webgpu] no GPU adapter: UNIGEMMA_WEBGPU=0 hides the GPU")
     info = _core.webgpu_open(library_path())
     _opened = dict(info)
     return _opened
